@@ -1,0 +1,202 @@
+//! Configuration contract: the keys of DESIGN.md, interpolation, and errors that name the field.
+
+use std::time::Duration;
+
+use outlast_config::{Config, Protocol};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "OPENAI_API_KEY" => Some("sk-openai".into()),
+        "DEEPSEEK_API_KEY" => Some("sk-deepseek".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::from_toml(text, &env).map_err(|e| e.to_string())
+}
+
+const FULL: &str = r#"
+listen = "127.0.0.1:9090"
+data_dir = "/tmp/outlast-test"
+
+[server]
+max_body_bytes = 1024
+body_read_timeout = "2s"
+
+[upstream]
+first_byte_timeout = "1500ms"
+
+[[providers]]
+name = "openai"
+protocol = "openai"
+base_url = "https://api.openai.com/v1/"
+api_key = "${OPENAI_API_KEY}"
+
+[[providers]]
+name = "ds"
+preset = "deepseek"
+api_key = "${DEEPSEEK_API_KEY}"
+
+[[providers]]
+name = "local"
+base_url = "http://127.0.0.1:11434/v1"
+
+[[routes]]
+model = "chat"
+targets = ["openai/gpt-4o-mini", "ds/deepseek-chat", "local/meta/llama-3"]
+"#;
+
+#[test]
+fn full_example_parses_into_checked_config() {
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.server.max_body_bytes, 1024);
+    assert_eq!(c.server.body_read_timeout, Duration::from_secs(2));
+    assert_eq!(c.upstream.first_byte_timeout, Duration::from_millis(1500));
+    assert_eq!(
+        c.upstream.connect_timeout,
+        Duration::from_secs(5),
+        "default"
+    );
+    assert_eq!(
+        c.providers[0].base_url, "https://api.openai.com/v1",
+        "trailing slash trimmed"
+    );
+    assert_eq!(
+        c.providers[0].api_key.as_ref().unwrap().expose(),
+        "sk-openai"
+    );
+    assert_eq!(
+        c.providers[1].base_url, "https://api.deepseek.com/v1",
+        "from the preset"
+    );
+    assert_eq!(c.providers[1].protocol, Protocol::Openai);
+    assert!(c.providers[1].models.contains(&"deepseek-chat".to_string()));
+    assert!(c.providers[2].api_key.is_none());
+    let targets = c.resolve("chat").unwrap();
+    let labels: Vec<_> = targets.iter().map(|t| t.label()).collect();
+    assert_eq!(
+        labels,
+        [
+            "openai/gpt-4o-mini",
+            "ds/deepseek-chat",
+            "local/meta/llama-3"
+        ]
+    );
+    // Direct targets: any model of a configured provider; model names may contain '/'.
+    assert_eq!(c.resolve("local/org/model").unwrap()[0].model, "org/model");
+    assert!(c.resolve("nobody/x").is_none());
+    assert!(c.resolve("openai/").is_none());
+    assert!(c.resolve("gpt-4o").is_none());
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases: &[(&str, &str)] = &[
+        ("listen = 5", "listen"),
+        ("listen = \"nowhere\"", "listen"),
+        ("bogus = 1", "bogus"),
+        ("[server]\nmax_body_byte = 1", "server.max_body_byte"),
+        (
+            "[upstream]\nconnect_timeout = \"soon\"",
+            "upstream.connect_timeout",
+        ),
+        (
+            "[upstream]\nconnect_timeout = \"0s\"",
+            "upstream.connect_timeout",
+        ),
+        ("[[providers]]\nname = \"a\"", "providers[0].base_url"),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"ftp://x\"",
+            "providers[0].base_url",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\npreset = \"nope\"",
+            "providers[0].preset",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\nprotocol = \"grpc\"\nbase_url = \"http://x\"",
+            "providers[0].protocol",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\npreset = \"groq\"\nprotocol = \"anthropic\"",
+            "providers[0].protocol",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://x\"\napi_key = \"${MISSING_KEY}\"",
+            "providers[0].api_key",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://x\"\n[[providers]]\nname = \"a\"\nbase_url = \"http://y\"",
+            "providers[1].name",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://x\"\n[[routes]]\nmodel = \"m\"\ntargets = [\"b/x\"]",
+            "routes[0].targets[0]",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://x\"\n[[routes]]\nmodel = \"m\"\ntargets = [\"ax\"]",
+            "routes[0].targets[0]",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://x\"\n[[routes]]\nmodel = \"m\"\ntargets = []",
+            "routes[0].targets",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://x\"\n[[routes]]\nmodel = \"a/m\"\ntargets = [\"a/x\"]",
+            "routes[0].model",
+        ),
+        (
+            "[[routes]]\nmodel = \"m\"\ntargets = [\"a/x\"]\nextra = 1",
+            "routes[0]",
+        ),
+        ("[auth]\napi_keys = [\"\"]", "auth.api_keys[0]"),
+    ];
+    for (text, field) in cases {
+        let err = parse(text).expect_err(text);
+        assert!(
+            err.starts_with(field),
+            "for {text:?}: expected field {field}, got {err}"
+        );
+    }
+}
+
+#[test]
+fn secrets_do_not_leak_through_debug() {
+    let c = parse(FULL).unwrap();
+    let dump = format!("{c:?}");
+    assert!(
+        !dump.contains("sk-openai") && !dump.contains("sk-deepseek"),
+        "{dump}"
+    );
+}
+
+#[test]
+fn from_env_builds_failover_routes() {
+    assert!(Config::from_env(&|_| None).is_none());
+    let c = Config::from_env(&env).unwrap().unwrap();
+    let names: Vec<_> = c.providers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["openai", "deepseek"]);
+    let default: Vec<_> = c
+        .resolve("default")
+        .unwrap()
+        .iter()
+        .map(|t| t.label())
+        .collect();
+    assert_eq!(default, ["openai/gpt-4o-mini", "deepseek/deepseek-chat"]);
+    let mini: Vec<_> = c
+        .resolve("gpt-4o-mini")
+        .unwrap()
+        .iter()
+        .map(|t| t.label())
+        .collect();
+    assert_eq!(mini, ["openai/gpt-4o-mini", "deepseek/deepseek-chat"]);
+    let ds: Vec<_> = c
+        .resolve("deepseek-reasoner")
+        .unwrap()
+        .iter()
+        .map(|t| t.label())
+        .collect();
+    assert_eq!(ds, ["deepseek/deepseek-reasoner", "openai/gpt-4o-mini"]);
+}
