@@ -7,6 +7,7 @@ pub mod presets;
 mod raw;
 mod secret;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -225,20 +226,20 @@ impl Config {
     }
 
     /// Resolve the model a client sent: a route name, or `provider/model` naming a target.
-    pub fn resolve(&self, model: &str) -> Option<Vec<Target>> {
+    pub fn resolve(&self, model: &str) -> Option<Cow<'_, [Target]>> {
         if let Some(route) = self.routes.iter().find(|r| r.model == model) {
-            return Some(route.targets.clone());
+            return Some(Cow::Borrowed(&route.targets));
         }
         let (provider, target_model) = model.split_once('/')?;
         let (index, p) = self.provider(provider)?;
         if target_model.is_empty() {
             return None;
         }
-        Some(vec![Target {
+        Some(Cow::Owned(vec![Target {
             provider: index,
             provider_name: p.name.clone(),
             model: target_model.to_string(),
-        }])
+        }]))
     }
 }
 

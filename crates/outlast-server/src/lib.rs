@@ -1,1 +1,89 @@
-//! placeholder
+//! The gateway's HTTP surface: the OpenAI-compatible API, health and metrics endpoints, the
+//! edge (connection handling, limits, graceful shutdown), failover, and the one place where
+//! errors become HTTP answers.
+
+mod auth;
+mod body;
+mod chat;
+mod edge;
+pub mod error;
+mod failover;
+mod handlers;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::routing::{get, post};
+use outlast_config::Config;
+use outlast_providers::{Provider, UnsupportedProtocol};
+
+pub use edge::{Server, ShutdownReport};
+
+/// What every handler shares. Immutable but for counters and the draining flag.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// Parallel to `config.providers`.
+    pub providers: Vec<Provider>,
+    pub client: reqwest::Client,
+    pub metrics: metrics::Metrics,
+    /// Set when shutdown starts: `/readyz` turns 503 so load balancers stop sending.
+    pub draining: AtomicBool,
+}
+
+/// Why the gateway could not be assembled from a (valid) configuration.
+#[derive(Debug)]
+pub enum BuildError {
+    Provider(UnsupportedProtocol),
+    Client(String),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::Provider(e) => write!(f, "{e}"),
+            BuildError::Client(e) => write!(f, "could not build the upstream HTTP client: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Arc<Self>, BuildError> {
+        let providers = config
+            .providers
+            .iter()
+            .map(Provider::from_config)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(BuildError::Provider)?;
+        let client = outlast_providers::build_client(&config.upstream)
+            .map_err(|e| BuildError::Client(e.to_string()))?;
+        Ok(Arc::new(Self {
+            config: Arc::new(config),
+            providers,
+            client,
+            metrics: metrics::Metrics::default(),
+            draining: AtomicBool::new(false),
+        }))
+    }
+}
+
+/// The axum application. Usable in-process (`tower::ServiceExt::oneshot`) or served by
+/// [`Server`].
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(handlers::embeddings))
+        .route("/v1/models", get(handlers::models))
+        .route("/v1/models/{*id}", get(handlers::model))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .with_state(state)
+}

@@ -1,1 +1,187 @@
-fn main() {}
+//! The `outlast` binary: command line, logging, and assembling the crates into a gateway, a
+//! simulator or the demo. No logic of its own beyond that.
+
+mod demo;
+mod sim;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use outlast_config::Config;
+use outlast_server::{AppState, Server};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outlast",
+    version,
+    about = "An OpenAI-compatible AI gateway whose answers outlast any single provider's outage."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// TOML configuration file. Without it, providers come from OPENAI_API_KEY,
+        /// ANTHROPIC_API_KEY, GEMINI_API_KEY, PERPLEXITY_API_KEY and DEEPSEEK_API_KEY.
+        #[arg(long, env = "OUTLAST_CONFIG")]
+        config: Option<PathBuf>,
+        /// Override the configured listen address.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate a configuration file; exit 1 naming the field and why if it is wrong.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the built-in demo: simulated providers, client traffic, an outage and a recovery.
+    Demo(demo::DemoArgs),
+    /// Run one simulated provider.
+    Sim(sim::SimArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTLAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("outlast: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config, listen } => {
+            init_logging();
+            runtime.block_on(serve(config, listen))
+        }
+        Command::Demo(args) => {
+            if std::env::var_os("OUTLAST_LOG").is_some() {
+                init_logging();
+            }
+            runtime.block_on(demo::run(args))
+        }
+        Command::Sim(args) => {
+            init_logging();
+            runtime.block_on(sim::run(args))
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path).map(|c| AppState::new(c).map(|_| ())) {
+        Ok(Ok(())) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> ExitCode {
+    let loaded = match &path {
+        Some(p) => Config::load(p),
+        None => match Config::from_env(&|name| std::env::var(name).ok()) {
+            Some(c) => c,
+            None => {
+                eprintln!(
+                    "outlast: nothing to serve. Give a configuration file (outlast serve --config outlast.toml),\n\
+                     or set at least one of OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, PERPLEXITY_API_KEY, DEEPSEEK_API_KEY.\n\
+                     To see Outlast work without any key, run: outlast demo"
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let mut config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("outlast: configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(addr) = listen {
+        config.listen = addr;
+    }
+    if config.auth.api_keys.is_empty() && !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "no auth.api_keys configured: anyone who reaches this address can spend your provider keys");
+    }
+    let state = match AppState::new(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("outlast: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::bind(state.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("outlast: cannot listen on {}: {e}", state.config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server
+        .local_addr()
+        .map_or_else(|_| state.config.listen.to_string(), |a| a.to_string());
+    let routes: Vec<&str> = state
+        .config
+        .routes
+        .iter()
+        .map(|r| r.model.as_str())
+        .collect();
+    tracing::info!(%addr, providers = state.config.providers.len(), routes = ?routes, "outlast is serving");
+    let report = server.run(shutdown_signal()).await;
+    if report.drained {
+        tracing::info!("stopped cleanly");
+        ExitCode::SUCCESS
+    } else {
+        tracing::warn!("stopped with requests still in flight after the grace period");
+        ExitCode::FAILURE
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

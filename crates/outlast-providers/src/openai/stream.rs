@@ -1,0 +1,189 @@
+//! Reading an OpenAI stream: SSE events in, checked chunks out, with the first-token and stall
+//! timeouts applied to every read.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use outlast_core::{UpstreamError, UpstreamErrorKind};
+use tokio::time::{Instant, timeout_at};
+
+use super::wire::{Peek, shorten};
+use crate::http::transport_error;
+use crate::sse::SseDecoder;
+use crate::{AttemptLimits, Chunk, StreamItem};
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+pub struct OpenAiStream {
+    body: ByteStream,
+    decoder: SseDecoder,
+    limits: AttemptLimits,
+    target: String,
+    /// Until the first event arrives the first-byte timeout (and the request deadline) apply;
+    /// after it, the stall timeout between events.
+    started: bool,
+    /// A chunk carried a finish reason, so a body that ends without `[DONE]` is still complete.
+    saw_finish: bool,
+    finished: bool,
+}
+
+impl std::fmt::Debug for OpenAiStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiStream")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiStream {
+    pub(crate) fn new(response: reqwest::Response, limits: AttemptLimits, target: String) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            decoder: SseDecoder::new(),
+            limits,
+            target,
+            started: false,
+            saw_finish: false,
+            finished: false,
+        }
+    }
+
+    fn read_deadline(&self) -> (Instant, UpstreamErrorKind) {
+        if self.started {
+            (
+                Instant::now() + self.limits.stall_timeout,
+                UpstreamErrorKind::Stalled,
+            )
+        } else {
+            let own = Instant::now() + self.limits.first_byte_timeout;
+            if own < self.limits.deadline {
+                (own, UpstreamErrorKind::FirstByteTimeout)
+            } else {
+                (self.limits.deadline, UpstreamErrorKind::DeadlineExceeded)
+            }
+        }
+    }
+
+    fn fail(&mut self, e: UpstreamError) -> Option<Result<StreamItem, UpstreamError>> {
+        self.finished = true;
+        Some(Err(e))
+    }
+
+    pub async fn next(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
+        if self.finished {
+            return None;
+        }
+        let (at, timeout_kind) = self.read_deadline();
+        loop {
+            match self.decoder.next_event() {
+                Ok(Some(event)) => {
+                    self.started = true;
+                    match self.on_event(event.event.as_deref(), event.data) {
+                        Ok(Some(item)) => {
+                            if matches!(item, StreamItem::Done) {
+                                self.finished = true;
+                            }
+                            return Some(Ok(item));
+                        }
+                        Ok(None) => continue,
+                        Err(e) => return self.fail(e),
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    let e = UpstreamError::new(
+                        UpstreamErrorKind::Malformed,
+                        format!("{} sent an oversized stream event", self.target),
+                    );
+                    return self.fail(e);
+                }
+            }
+            match timeout_at(at, self.body.next()).await {
+                Ok(Some(Ok(bytes))) => self.decoder.push(&bytes),
+                Ok(Some(Err(e))) => {
+                    let mut err = transport_error(&e, &self.target);
+                    err.kind = UpstreamErrorKind::BodyBroken;
+                    return self.fail(err);
+                }
+                Ok(None) if self.saw_finish => {
+                    self.finished = true;
+                    return Some(Ok(StreamItem::Done));
+                }
+                Ok(None) => {
+                    let e = UpstreamError::new(
+                        UpstreamErrorKind::BodyBroken,
+                        format!(
+                            "{} ended its stream before finishing the answer",
+                            self.target
+                        ),
+                    );
+                    return self.fail(e);
+                }
+                Err(_) => {
+                    let message = match timeout_kind {
+                        UpstreamErrorKind::Stalled => format!(
+                            "{} sent nothing for {:?} in the middle of a stream",
+                            self.target, self.limits.stall_timeout
+                        ),
+                        UpstreamErrorKind::DeadlineExceeded => {
+                            format!(
+                                "{} did not start its answer before the request deadline",
+                                self.target
+                            )
+                        }
+                        _ => format!(
+                            "{} sent no first token within {:?}",
+                            self.target, self.limits.first_byte_timeout
+                        ),
+                    };
+                    return self.fail(UpstreamError::new(timeout_kind, message));
+                }
+            }
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        name: Option<&str>,
+        data: Bytes,
+    ) -> Result<Option<StreamItem>, UpstreamError> {
+        if data.as_ref() == b"[DONE]" {
+            return Ok(Some(StreamItem::Done));
+        }
+        if name == Some("error") {
+            let detail = super::wire::explain_error(&data)
+                .unwrap_or_else(|| shorten(&String::from_utf8_lossy(&data)));
+            return Err(UpstreamError::new(
+                UpstreamErrorKind::StreamError,
+                format!("{} reported an error mid-stream: {detail}", self.target),
+            ));
+        }
+        let peek: Peek<'_> = serde_json::from_slice(&data).map_err(|e| {
+            UpstreamError::new(
+                UpstreamErrorKind::Malformed,
+                format!("{} sent a malformed stream chunk: {e}", self.target),
+            )
+        })?;
+        if let Some(err) = peek.error {
+            return Err(UpstreamError::new(
+                UpstreamErrorKind::StreamError,
+                format!(
+                    "{} reported an error mid-stream: {}",
+                    self.target,
+                    shorten(err.message.as_deref().unwrap_or("no message"))
+                ),
+            ));
+        }
+        if peek
+            .choices
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|c| c.finish_reason.is_some()))
+        {
+            self.saw_finish = true;
+        }
+        let usage = peek.usage;
+        drop(peek);
+        Ok(Some(StreamItem::Chunk(Chunk { data, usage })))
+    }
+}

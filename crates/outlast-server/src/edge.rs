@@ -1,0 +1,104 @@
+//! The edge: accepting connections, HTTP/1.1 and HTTP/2 with header-read limits, and graceful
+//! shutdown that stops accepting, lets in-flight requests finish within a grace period, and
+//! turns `/readyz` to 503 so load balancers drain the instance first.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::{AppState, app};
+
+/// Most concurrent HTTP/2 streams one client connection may open.
+const MAX_H2_STREAMS: u32 = 256;
+
+/// How shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Whether every connection finished within the grace period.
+    pub drained: bool,
+}
+
+/// A bound gateway, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Bind the configured `listen` address.
+    pub async fn bind(state: Arc<AppState>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(state.config.listen).await?;
+        Ok(Self { listener, state })
+    }
+
+    /// Serve on an already bound listener (tests bind port 0).
+    pub fn from_listener(listener: TcpListener, state: Arc<AppState>) -> Self {
+        Self { listener, state }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `shutdown` resolves, then drain.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> ShutdownReport {
+        let Server { listener, state } = self;
+        let limits = state.config.server.clone();
+        let app = app(Arc::clone(&state));
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .keep_alive_interval(Duration::from_secs(30));
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let svc = TowerToHyperService::new(app.clone());
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors or similar: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        state.draining.store(true, Ordering::Relaxed);
+        tracing::info!(grace = ?limits.shutdown_grace, "shutting down: no new connections; waiting for in-flight requests");
+        let drained = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!("grace period over; closing the remaining connections");
+        }
+        ShutdownReport { drained }
+    }
+}
