@@ -172,8 +172,11 @@ fn retry_after_secs(d: Duration) -> u64 {
 }
 
 fn is_openai_error(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .is_ok_and(|v| v["error"]["message"].is_string())
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
+        v.get("error")
+            .and_then(|e| e.get("message"))
+            .is_some_and(serde_json::Value::is_string)
+    })
 }
 
 impl IntoResponse for ApiError {

@@ -55,7 +55,7 @@ pub(crate) async fn model(
     }
     match model_entries(&state)
         .into_iter()
-        .find(|m| m["id"] == id.as_str())
+        .find(|m| m.get("id").and_then(Value::as_str) == Some(id.as_str()))
     {
         Some(m) => axum::Json(m).into_response(),
         None if state.config.resolve(&id).is_some() => axum::Json(

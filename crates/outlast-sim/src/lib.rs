@@ -80,6 +80,8 @@ pub(crate) struct SimState {
     pub injected_errors: AtomicU64,
     pub in_flight: AtomicU32,
     pub max_in_flight: AtomicU32,
+    /// The body of the last request that reached a handler, for tests to inspect.
+    pub last_request: std::sync::Mutex<Option<bytes::Bytes>>,
 }
 
 impl SimState {
@@ -162,6 +164,12 @@ impl SimHandle {
     pub fn stats(&self) -> SimStats {
         self.state.stats()
     }
+
+    /// The JSON body of the last request this simulator received.
+    pub fn last_request(&self) -> Option<serde_json::Value> {
+        let body = self.state.last_request.lock().ok()?.clone()?;
+        serde_json::from_slice(&body).ok()
+    }
 }
 
 impl Drop for SimHandle {
@@ -185,6 +193,7 @@ pub async fn start(listen: SocketAddr, config: SimConfig) -> std::io::Result<Sim
         injected_errors: AtomicU64::new(0),
         in_flight: AtomicU32::new(0),
         max_in_flight: AtomicU32::new(0),
+        last_request: std::sync::Mutex::new(None),
     });
     let (stop, _) = watch::channel(false);
     let app = router(Arc::clone(&state)).merge(control::router(Arc::clone(&state)));

@@ -2,6 +2,9 @@
 //! sequence (role chunk, content, finish chunk, optional usage chunk, `[DONE]`), error bodies
 //! and rate-limit headers.
 
+// Early returns here are whole HTTP responses; boxing them would only add noise to a test double.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -366,6 +369,9 @@ fn choose_tool(req: &Value, messages: &[Value]) -> Option<(String, String, Strin
 }
 
 async fn chat(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Ok(mut last) = state.last_request.lock() {
+        *last = Some(body.clone());
+    }
     let (faults, guard) = match admit(&state, &headers).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -457,6 +463,14 @@ enum Stop {
 impl Emitter<'_> {
     async fn send(&mut self, data: String) -> Result<(), Stop> {
         if self.faults.cut_after.is_some_and(|n| self.sent >= n) {
+            // Let what was sent reach the wire first: a real cut loses only what follows it.
+            for _ in 0..100 {
+                if self.tx.capacity() == self.tx.max_capacity() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
             let _ = self
                 .tx
                 .send(Err(std::io::Error::other("simulated cut")))

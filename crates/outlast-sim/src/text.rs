@@ -29,8 +29,7 @@ const WORDS: &[&str] = &[
 
 /// The `i`-th token of an answer, with its leading space.
 pub fn token(i: u32) -> &'static str {
-    let w = WORDS.get(i as usize % WORDS.len()).copied().unwrap_or("ok");
-    w
+    WORDS.get(i as usize % WORDS.len()).copied().unwrap_or("ok")
 }
 
 /// The whole answer text of `n` tokens, prefixed with the simulator's name.

@@ -335,7 +335,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
 }
 
 async fn one_request(client: &reqwest::Client, url: &str, worker: usize, n: u64) -> Outcome {
-    let stream = (worker as u64 + n) % 4 == 0;
+    let stream = (worker as u64 + n).is_multiple_of(4);
     let body = serde_json::json!({
         "model": "chat",
         "messages": [{"role": "user", "content": format!("Client {worker}, request {n}: say something reassuring.")}],
