@@ -170,11 +170,16 @@ impl Config {
     }
 
     /// Build a configuration from provider API-key variables (`OPENAI_API_KEY`, ...), as
-    /// `outlast serve` does without `--config`. `None` when no such variable is set.
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<Result<Self, ConfigError>> {
+    /// `outlast serve` does without `--config`, keeping only providers whose protocol `usable`
+    /// accepts. `None` when no usable provider's variable is set.
+    pub fn from_env(
+        env: &dyn Fn(&str) -> Option<String>,
+        usable: &dyn Fn(Protocol) -> bool,
+    ) -> Option<Result<Self, ConfigError>> {
         let chosen: Vec<_> = presets::FROM_ENV
             .iter()
             .filter_map(|name| presets::find(name))
+            .filter(|p| usable(p.protocol))
             .filter(|p| p.key_env.and_then(env).is_some_and(|v| !v.is_empty()))
             .collect();
         if chosen.is_empty() {

@@ -1,5 +1,13 @@
 //! Configuration contract: the keys of DESIGN.md, interpolation, and errors that name the field.
 
+// Test crate: helpers panic on purpose, a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::time::Duration;
 
 use outlast_config::{Config, Protocol};
@@ -174,8 +182,9 @@ fn secrets_do_not_leak_through_debug() {
 
 #[test]
 fn from_env_builds_failover_routes() {
-    assert!(Config::from_env(&|_| None).is_none());
-    let c = Config::from_env(&env).unwrap().unwrap();
+    assert!(Config::from_env(&|_| None, &|_| true).is_none());
+    assert!(Config::from_env(&env, &|p| p != Protocol::Openai).is_none());
+    let c = Config::from_env(&env, &|_| true).unwrap().unwrap();
     let names: Vec<_> = c.providers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["openai", "deepseek"]);
     let default: Vec<_> = c

@@ -85,6 +85,14 @@ impl std::fmt::Display for UnsupportedProtocol {
     }
 }
 
+/// Whether this build speaks `protocol`.
+pub fn supports(protocol: Protocol) -> bool {
+    match protocol {
+        Protocol::Openai => true,
+        Protocol::Anthropic | Protocol::Gemini => false,
+    }
+}
+
 impl Provider {
     pub fn from_config(config: &ProviderConfig) -> Result<Self, UnsupportedProtocol> {
         match config.protocol {

@@ -1,5 +1,13 @@
 //! Chat completions through the gateway: pass-through fidelity, streaming, models, embeddings.
 
+// Test crate: helpers panic on purpose, a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,14 @@
 //! Bad input, abusive clients and shutdown: every case gets a clear 4xx in OpenAI's shape,
 //! nothing panics, and the server keeps serving.
 
+// Test crate: helpers panic on purpose, a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::time::Duration;

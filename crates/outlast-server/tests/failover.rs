@@ -1,6 +1,14 @@
 //! Failover before the first byte on every provider fault; caller faults come back at once;
 //! failures after the first byte end the stream with an error event, never `[DONE]`.
 
+// Test crate: helpers panic on purpose, a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -105,7 +105,10 @@ fn check(path: &std::path::Path) -> ExitCode {
 async fn serve(path: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> ExitCode {
     let loaded = match &path {
         Some(p) => Config::load(p),
-        None => match Config::from_env(&|name| std::env::var(name).ok()) {
+        None => match Config::from_env(
+            &|name| std::env::var(name).ok(),
+            &outlast_providers::supports,
+        ) {
             Some(c) => c,
             None => {
                 eprintln!(
