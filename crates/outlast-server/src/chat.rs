@@ -94,9 +94,7 @@ async fn complete(
             .await
         {
             Ok(reply) => {
-                if failover.attempts() > 1 {
-                    state.metrics.failed_over();
-                }
+                failover.succeeded(target);
                 let mut response = (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "application/json")],
@@ -133,9 +131,7 @@ async fn stream(
         // fails before it can still move to the next target.
         match upstream.next().await {
             Some(Ok(first)) => {
-                if failover.attempts() > 1 {
-                    state.metrics.failed_over();
-                }
+                failover.succeeded(target);
                 return Ok(relay(
                     Arc::clone(state),
                     upstream,

@@ -65,6 +65,13 @@ impl<'a> Failover<'a> {
         self.attempts
     }
 
+    /// Record that `target` answered (for a stream: its first event arrived).
+    pub fn succeeded(&mut self, _target: &Target) {
+        if self.attempts > 1 {
+            self.state.metrics.failed_over();
+        }
+    }
+
     /// Record a failed attempt. `Ok` means the next target may be tried; `Err` is the answer
     /// for the client now.
     pub fn failed(&mut self, target: &Target, error: UpstreamError) -> Result<(), ApiError> {

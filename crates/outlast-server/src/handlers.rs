@@ -122,6 +122,7 @@ async fn embed(
             .await
         {
             Ok(reply) => {
+                failover.succeeded(target);
                 let mut r = (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "application/json")],
