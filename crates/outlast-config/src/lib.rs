@@ -7,10 +7,10 @@ pub mod presets;
 mod raw;
 mod secret;
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use interpolate::interpolate;
@@ -62,6 +62,7 @@ pub struct Config {
     pub server: ServerLimits,
     pub upstream: UpstreamSettings,
     pub auth: Auth,
+    pub resilience: Resilience,
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<Route>,
 }
@@ -93,6 +94,53 @@ pub struct UpstreamSettings {
     pub pool_max_idle_per_host: usize,
 }
 
+/// How the router protects providers and itself; see docs/configuration.md for the meaning
+/// and the sources of each default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resilience {
+    /// Upstream attempts one client request may make.
+    pub max_attempts: u32,
+    pub breaker_consecutive_failures: u32,
+    pub breaker_failure_rate: f64,
+    pub breaker_min_requests: u32,
+    pub breaker_window: Duration,
+    pub ejection_base: Duration,
+    pub ejection_max: Duration,
+    pub retry_budget_ratio: f64,
+    pub retry_budget_min_per_sec: f64,
+    /// Longest a provider's Retry-After is honoured.
+    pub cooldown_max: Duration,
+    pub ewma_decay: Duration,
+    /// TTFT assumed for a target before it has answered.
+    pub default_ttft: Duration,
+    /// Per-provider adaptive concurrency limits (AIMD). Off: only breakers and budgets.
+    pub cascade_guard: bool,
+    pub initial_concurrency: u32,
+    pub min_concurrency: u32,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            breaker_consecutive_failures: 5,
+            breaker_failure_rate: 0.5,
+            breaker_min_requests: 20,
+            breaker_window: Duration::from_secs(10),
+            ejection_base: Duration::from_secs(1),
+            ejection_max: Duration::from_secs(30),
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_sec: 1.0,
+            cooldown_max: Duration::from_secs(300),
+            ewma_decay: Duration::from_secs(10),
+            default_ttft: Duration::from_millis(500),
+            cascade_guard: true,
+            initial_concurrency: 16,
+            min_concurrency: 2,
+        }
+    }
+}
+
 /// Client authentication. With no keys the gateway is open (a warning is logged).
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
@@ -110,6 +158,8 @@ pub struct ProviderConfig {
     pub models: Vec<String>,
     /// Extra request headers (values may hold credentials, so they are secrets).
     pub headers: Vec<(String, Secret)>,
+    /// Most concurrent requests the provider is known to accept: the cascade guard's ceiling.
+    pub max_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,7 +167,7 @@ pub struct Route {
     /// The model name clients send.
     pub model: String,
     /// In preference order.
-    pub targets: Vec<Target>,
+    pub targets: Arc<[Target]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -126,6 +176,10 @@ pub struct Target {
     pub provider: usize,
     pub provider_name: String,
     pub model: String,
+    /// Preference: lower tiers are tried first; targets in one tier share load (P2C).
+    pub tier: u32,
+    /// Share of load within its tier.
+    pub weight: u32,
 }
 
 impl Target {
@@ -202,7 +256,11 @@ impl Config {
             .collect();
         raw.routes.push(raw::RawRoute {
             model: "default".into(),
-            targets: firsts.clone(),
+            targets: firsts
+                .iter()
+                .cloned()
+                .map(raw::RawTargetEntry::One)
+                .collect(),
         });
         for p in &chosen {
             for m in p.models {
@@ -216,7 +274,7 @@ impl Config {
                 );
                 raw.routes.push(raw::RawRoute {
                     model: (*m).into(),
-                    targets,
+                    targets: targets.into_iter().map(raw::RawTargetEntry::One).collect(),
                 });
             }
         }
@@ -231,19 +289,22 @@ impl Config {
     }
 
     /// Resolve the model a client sent: a route name, or `provider/model` naming a target.
-    pub fn resolve(&self, model: &str) -> Option<Cow<'_, [Target]>> {
+    /// Cheap to call per request: a route's targets are shared, not copied.
+    pub fn resolve(&self, model: &str) -> Option<Arc<[Target]>> {
         if let Some(route) = self.routes.iter().find(|r| r.model == model) {
-            return Some(Cow::Borrowed(&route.targets));
+            return Some(Arc::clone(&route.targets));
         }
         let (provider, target_model) = model.split_once('/')?;
         let (index, p) = self.provider(provider)?;
         if target_model.is_empty() {
             return None;
         }
-        Some(Cow::Owned(vec![Target {
+        Some(Arc::from(vec![Target {
             provider: index,
             provider_name: p.name.clone(),
             model: target_model.to_string(),
+            tier: 0,
+            weight: 1,
         }]))
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::{
-    Auth, Config, ConfigError, Protocol, ProviderConfig, Route, Secret, ServerLimits, Target,
-    UpstreamSettings, check_unique, presets,
+    Auth, Config, ConfigError, Protocol, ProviderConfig, Resilience, Route, Secret, ServerLimits,
+    Target, UpstreamSettings, check_unique, presets,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +26,8 @@ pub(crate) struct RawConfig {
     pub upstream: RawUpstream,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub resilience: RawResilience,
     #[serde(default)]
     pub providers: Vec<RawProvider>,
     #[serde(default)]
@@ -78,13 +80,55 @@ pub(crate) struct RawProvider {
     pub models: Option<Vec<String>>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    pub max_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoute {
     pub model: String,
-    pub targets: Vec<String>,
+    pub targets: Vec<RawTargetEntry>,
+}
+
+/// `"provider/model"`, or a group of equal preference: `["a/x", { target = "b/y", weight = 2 }]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawTargetEntry {
+    One(String),
+    Tier(Vec<RawTierMember>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawTierMember {
+    Plain(String),
+    Weighted { target: String, weight: u32 },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResilience {
+    pub max_attempts: Option<u32>,
+    pub breaker_consecutive_failures: Option<u32>,
+    pub breaker_failure_rate: Option<f64>,
+    pub breaker_min_requests: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub breaker_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub ejection_base: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub ejection_max: Option<Duration>,
+    pub retry_budget_ratio: Option<f64>,
+    pub retry_budget_min_per_sec: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    pub cooldown_max: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub ewma_decay: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub default_ttft: Option<Duration>,
+    pub cascade_guard: Option<bool>,
+    pub initial_concurrency: Option<u32>,
+    pub min_concurrency: Option<u32>,
 }
 
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -163,6 +207,7 @@ impl RawConfig {
             pool_max_idle_per_host: self.upstream.pool_max_idle_per_host.unwrap_or(512),
         };
 
+        let resilience = self.resilience.check()?;
         let mut api_keys = Vec::new();
         for (i, k) in self.auth.api_keys.into_iter().enumerate() {
             if k.trim().is_empty() {
@@ -217,37 +262,70 @@ impl RawConfig {
                     "needs at least one `provider/model` target",
                 ));
             }
-            let mut targets = Vec::with_capacity(r.targets.len());
-            for (j, t) in r.targets.iter().enumerate() {
-                let tfield = format!("{field}.targets[{j}]");
-                let (pname, model) = t
-                    .split_once('/')
-                    .filter(|(p, m)| !p.is_empty() && !m.is_empty())
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            &tfield,
-                            format!("`{t}` is not of the form provider/model"),
-                        )
-                    })?;
-                let index = providers
-                    .iter()
-                    .position(|p| p.name == pname)
-                    .ok_or_else(|| {
-                        ConfigError::new(&tfield, format!("no provider is named `{pname}`"))
-                    })?;
-                let target = Target {
-                    provider: index,
-                    provider_name: pname.to_string(),
-                    model: model.to_string(),
+            let mut targets: Vec<Target> = Vec::with_capacity(r.targets.len());
+            for (j, entry) in r.targets.iter().enumerate() {
+                let members: Vec<(String, &str, u32)> = match entry {
+                    RawTargetEntry::One(t) => {
+                        vec![(format!("{field}.targets[{j}]"), t.as_str(), 1)]
+                    }
+                    RawTargetEntry::Tier(items) if items.is_empty() => {
+                        return Err(ConfigError::new(
+                            format!("{field}.targets[{j}]"),
+                            "an equal-preference group needs at least one target",
+                        ));
+                    }
+                    RawTargetEntry::Tier(items) => items
+                        .iter()
+                        .enumerate()
+                        .map(|(k, m)| {
+                            let f = format!("{field}.targets[{j}][{k}]");
+                            match m {
+                                RawTierMember::Plain(t) => (f, t.as_str(), 1),
+                                RawTierMember::Weighted { target, weight } => {
+                                    (f, target.as_str(), *weight)
+                                }
+                            }
+                        })
+                        .collect(),
                 };
-                if targets.contains(&target) {
-                    return Err(ConfigError::new(&tfield, format!("`{t}` is listed twice")));
+                for (tfield, t, weight) in members {
+                    if weight == 0 {
+                        return Err(ConfigError::new(&tfield, "weight must be at least 1"));
+                    }
+                    let (pname, model) = t
+                        .split_once('/')
+                        .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+                        .ok_or_else(|| {
+                            ConfigError::new(
+                                &tfield,
+                                format!("`{t}` is not of the form provider/model"),
+                            )
+                        })?;
+                    let index =
+                        providers
+                            .iter()
+                            .position(|p| p.name == pname)
+                            .ok_or_else(|| {
+                                ConfigError::new(&tfield, format!("no provider is named `{pname}`"))
+                            })?;
+                    if targets
+                        .iter()
+                        .any(|x| x.provider == index && x.model == model)
+                    {
+                        return Err(ConfigError::new(&tfield, format!("`{t}` is listed twice")));
+                    }
+                    targets.push(Target {
+                        provider: index,
+                        provider_name: pname.to_string(),
+                        model: model.to_string(),
+                        tier: j as u32,
+                        weight,
+                    });
                 }
-                targets.push(target);
             }
             routes.push(Route {
                 model: r.model,
-                targets,
+                targets: targets.into(),
             });
         }
 
@@ -261,9 +339,97 @@ impl RawConfig {
             server,
             upstream,
             auth: Auth { api_keys },
+            resilience,
             providers,
             routes,
         })
+    }
+}
+
+impl RawResilience {
+    fn check(self) -> Result<Resilience, ConfigError> {
+        let d = Resilience::default();
+        let share = |field: &str, v: Option<f64>, default: f64| match v {
+            None => Ok(default),
+            Some(x) if (0.0..=1.0).contains(&x) => Ok(x),
+            Some(_) => Err(ConfigError::new(
+                format!("resilience.{field}"),
+                "must be between 0 and 1",
+            )),
+        };
+        let at_least_one = |field: &str, v: Option<u32>, default: u32| match v {
+            None => Ok(default),
+            Some(0) => Err(ConfigError::new(
+                format!("resilience.{field}"),
+                "must be at least 1",
+            )),
+            Some(x) => Ok(x),
+        };
+        let r = Resilience {
+            max_attempts: at_least_one("max_attempts", self.max_attempts, d.max_attempts)?,
+            breaker_consecutive_failures: at_least_one(
+                "breaker_consecutive_failures",
+                self.breaker_consecutive_failures,
+                d.breaker_consecutive_failures,
+            )?,
+            breaker_failure_rate: share(
+                "breaker_failure_rate",
+                self.breaker_failure_rate,
+                d.breaker_failure_rate,
+            )?,
+            breaker_min_requests: at_least_one(
+                "breaker_min_requests",
+                self.breaker_min_requests,
+                d.breaker_min_requests,
+            )?,
+            breaker_window: positive(
+                "resilience.breaker_window",
+                self.breaker_window,
+                d.breaker_window,
+            )?,
+            ejection_base: positive(
+                "resilience.ejection_base",
+                self.ejection_base,
+                d.ejection_base,
+            )?,
+            ejection_max: positive("resilience.ejection_max", self.ejection_max, d.ejection_max)?,
+            retry_budget_ratio: share(
+                "retry_budget_ratio",
+                self.retry_budget_ratio,
+                d.retry_budget_ratio,
+            )?,
+            retry_budget_min_per_sec: match self.retry_budget_min_per_sec {
+                Some(x) if !(x.is_finite() && x >= 0.0) => {
+                    return Err(ConfigError::new(
+                        "resilience.retry_budget_min_per_sec",
+                        "must be zero or more",
+                    ));
+                }
+                Some(x) => x,
+                None => d.retry_budget_min_per_sec,
+            },
+            cooldown_max: positive("resilience.cooldown_max", self.cooldown_max, d.cooldown_max)?,
+            ewma_decay: positive("resilience.ewma_decay", self.ewma_decay, d.ewma_decay)?,
+            default_ttft: positive("resilience.default_ttft", self.default_ttft, d.default_ttft)?,
+            cascade_guard: self.cascade_guard.unwrap_or(d.cascade_guard),
+            initial_concurrency: at_least_one(
+                "initial_concurrency",
+                self.initial_concurrency,
+                d.initial_concurrency,
+            )?,
+            min_concurrency: at_least_one(
+                "min_concurrency",
+                self.min_concurrency,
+                d.min_concurrency,
+            )?,
+        };
+        if r.ejection_max < r.ejection_base {
+            return Err(ConfigError::new(
+                "resilience.ejection_max",
+                "must not be shorter than ejection_base",
+            ));
+        }
+        Ok(r)
     }
 }
 
@@ -359,6 +525,12 @@ impl RawProvider {
             }
             headers.push((k.to_ascii_lowercase(), Secret::new(v)));
         }
+        if self.max_concurrency == Some(0) {
+            return Err(ConfigError::new(
+                field("max_concurrency"),
+                "must be at least 1",
+            ));
+        }
         Ok(ProviderConfig {
             name: self.name,
             protocol,
@@ -366,6 +538,7 @@ impl RawProvider {
             api_key,
             models,
             headers,
+            max_concurrency: self.max_concurrency,
         })
     }
 }

@@ -209,3 +209,72 @@ fn from_env_builds_failover_routes() {
         .collect();
     assert_eq!(ds, ["deepseek/deepseek-reasoner", "openai/gpt-4o-mini"]);
 }
+
+#[test]
+fn tiers_weights_and_resilience() {
+    let c = parse(
+        r#"
+[resilience]
+max_attempts = 2
+ejection_base = "500ms"
+cascade_guard = false
+[[providers]]
+name = "a"
+base_url = "http://a"
+max_concurrency = 40
+[[providers]]
+name = "b"
+base_url = "http://b"
+[[routes]]
+model = "chat"
+targets = ["a/x", ["b/y", { target = "a/z", weight = 3 }]]
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.resilience.max_attempts, 2);
+    assert_eq!(c.resilience.ejection_base, Duration::from_millis(500));
+    assert!(!c.resilience.cascade_guard);
+    assert_eq!(c.resilience.retry_budget_ratio, 0.2, "default");
+    assert_eq!(c.providers[0].max_concurrency, Some(40));
+    let t = c.resolve("chat").unwrap();
+    let shape: Vec<(String, u32, u32)> = t.iter().map(|t| (t.label(), t.tier, t.weight)).collect();
+    assert_eq!(
+        shape,
+        [
+            ("a/x".into(), 0, 1),
+            ("b/y".into(), 1, 1),
+            ("a/z".into(), 1, 3)
+        ]
+    );
+
+    for (text, field) in [
+        ("[resilience]\nmax_attempts = 0", "resilience.max_attempts"),
+        (
+            "[resilience]\nbreaker_failure_rate = 1.5",
+            "resilience.breaker_failure_rate",
+        ),
+        (
+            "[resilience]\nejection_base = \"10s\"\nejection_max = \"1s\"",
+            "resilience.ejection_max",
+        ),
+        ("[resilience]\nretries = 3", "resilience.retries"),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://a\"\nmax_concurrency = 0",
+            "providers[0].max_concurrency",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://a\"\n[[routes]]\nmodel = \"m\"\ntargets = [[]]",
+            "routes[0].targets[0]",
+        ),
+        (
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://a\"\n[[routes]]\nmodel = \"m\"\ntargets = [[{ target = \"a/x\", weight = 0 }]]",
+            "routes[0].targets[0][0]",
+        ),
+    ] {
+        let err = parse(text).expect_err(text);
+        assert!(
+            err.starts_with(field),
+            "for {text:?}: expected {field}, got {err}"
+        );
+    }
+}

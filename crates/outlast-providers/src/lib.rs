@@ -34,11 +34,17 @@ pub enum StreamItem {
     Done,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Chunk {
     pub data: Bytes,
     /// Usage carried by this chunk (the final usage chunk, or cumulative usage).
     pub usage: Option<Usage>,
+    /// Text this chunk adds to the first choice's answer, so that a broken stream can be
+    /// resumed elsewhere with the partial answer as a prefix.
+    pub text: Option<String>,
+    /// The chunk carries a tool call, or a choice other than the first: such a stream cannot
+    /// be resumed by prefixing text.
+    pub unresumable: bool,
 }
 
 /// Limits of one attempt: when it must have started answering, and how long a stream may

@@ -54,9 +54,13 @@ pub enum Admit {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum State {
     Closed,
-    Open { until: Instant },
+    Open {
+        until: Instant,
+    },
     /// `probing`: the single probe request is in flight.
-    Probation { probing: bool },
+    Probation {
+        probing: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +147,9 @@ impl Breaker {
         if trip {
             let ejection = self.ejection_time(rand);
             self.ejections = self.ejections.saturating_add(1);
-            self.state = State::Open { until: now + ejection };
+            self.state = State::Open {
+                until: now + ejection,
+            };
             self.reset_window(now);
         }
     }
@@ -151,7 +157,11 @@ impl Breaker {
     /// `base * 2^ejections`, capped, minus up to `jitter` of itself.
     fn ejection_time(&self, rand: f64) -> Duration {
         let factor = 2f64.powi(self.ejections.min(30) as i32);
-        let full = self.config.base_ejection.mul_f64(factor).min(self.config.max_ejection);
+        let full = self
+            .config
+            .base_ejection
+            .mul_f64(factor)
+            .min(self.config.max_ejection);
         let jitter = self.config.jitter.clamp(0.0, 1.0) * rand.clamp(0.0, 1.0);
         full.mul_f64(1.0 - jitter)
     }
@@ -174,7 +184,10 @@ mod tests {
     use super::*;
 
     fn cfg() -> BreakerConfig {
-        BreakerConfig { jitter: 0.0, ..BreakerConfig::default() }
+        BreakerConfig {
+            jitter: 0.0,
+            ..BreakerConfig::default()
+        }
     }
 
     #[test]
@@ -205,7 +218,9 @@ mod tests {
         let mut now = t0;
         let mut waits = Vec::new();
         for _ in 0..8 {
-            let State::Open { until } = b.state() else { panic!("open") };
+            let State::Open { until } = b.state() else {
+                panic!("open")
+            };
             waits.push(until - now);
             now = until;
             assert_eq!(b.admit(now), Admit::Probe);
@@ -214,13 +229,20 @@ mod tests {
         let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60]);
         // A successful probe resets the backoff.
-        let State::Open { until } = b.state() else { panic!("open") };
+        let State::Open { until } = b.state() else {
+            panic!("open")
+        };
         assert_eq!(b.admit(until), Admit::Probe);
         b.record_success(until);
         for _ in 0..5 {
             b.record_failure(until, 0.0);
         }
-        assert_eq!(b.state(), State::Open { until: until + Duration::from_secs(1) });
+        assert_eq!(
+            b.state(),
+            State::Open {
+                until: until + Duration::from_secs(1)
+            }
+        );
     }
 
     #[test]
@@ -232,7 +254,11 @@ mod tests {
             if b.admit(t0) == Admit::No {
                 break;
             }
-            if i % 2 == 0 { b.record_success(t0) } else { b.record_failure(t0, 0.0) }
+            if i % 2 == 0 {
+                b.record_success(t0)
+            } else {
+                b.record_failure(t0, 0.0)
+            }
         }
         assert!(b.is_open(t0));
     }
@@ -242,7 +268,11 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Breaker::new(cfg(), t0);
         for i in 0..19 {
-            if i % 2 == 0 { b.record_success(t0) } else { b.record_failure(t0, 0.0) }
+            if i % 2 == 0 {
+                b.record_success(t0)
+            } else {
+                b.record_failure(t0, 0.0)
+            }
         }
         let later = t0 + Duration::from_secs(11);
         b.record_failure(later, 0.0);
@@ -252,13 +282,24 @@ mod tests {
     #[test]
     fn jitter_shortens_ejection_by_at_most_its_share() {
         let t0 = Instant::now();
-        let mut b = Breaker::new(BreakerConfig { jitter: 0.5, ..BreakerConfig::default() }, t0);
+        let mut b = Breaker::new(
+            BreakerConfig {
+                jitter: 0.5,
+                ..BreakerConfig::default()
+            },
+            t0,
+        );
         for _ in 0..5 {
             b.record_failure(t0, 0.999);
         }
-        let State::Open { until } = b.state() else { panic!("open") };
+        let State::Open { until } = b.state() else {
+            panic!("open")
+        };
         let wait = until - t0;
-        assert!(wait >= Duration::from_millis(500) && wait < Duration::from_millis(502), "{wait:?}");
+        assert!(
+            wait >= Duration::from_millis(500) && wait < Duration::from_millis(502),
+            "{wait:?}"
+        );
     }
 
     #[test]

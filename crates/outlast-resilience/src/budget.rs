@@ -21,7 +21,11 @@ pub struct BudgetConfig {
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        Self { ratio: 0.2, min_per_sec: 1.0, window: Duration::from_secs(10) }
+        Self {
+            ratio: 0.2,
+            min_per_sec: 1.0,
+            window: Duration::from_secs(10),
+        }
     }
 }
 
@@ -98,7 +102,11 @@ impl RetryBudget {
         self.advance(now);
         let requests: u32 = self.requests.iter().sum();
         let retries: u32 = self.retries.iter().sum();
-        if requests == 0 { 0.0 } else { f64::from(retries) / f64::from(requests) }
+        if requests == 0 {
+            0.0
+        } else {
+            f64::from(retries) / f64::from(requests)
+        }
     }
 }
 
@@ -109,7 +117,11 @@ mod tests {
     #[test]
     fn retries_are_capped_at_the_ratio_plus_floor() {
         let t0 = Instant::now();
-        let cfg = BudgetConfig { ratio: 0.2, min_per_sec: 1.0, window: Duration::from_secs(10) };
+        let cfg = BudgetConfig {
+            ratio: 0.2,
+            min_per_sec: 1.0,
+            window: Duration::from_secs(10),
+        };
         let mut b = RetryBudget::new(cfg, t0);
         for _ in 0..100 {
             b.deposit(t0);
@@ -122,7 +134,11 @@ mod tests {
     #[test]
     fn credit_expires_with_the_window() {
         let t0 = Instant::now();
-        let cfg = BudgetConfig { ratio: 0.5, min_per_sec: 0.0, window: Duration::from_secs(10) };
+        let cfg = BudgetConfig {
+            ratio: 0.5,
+            min_per_sec: 0.0,
+            window: Duration::from_secs(10),
+        };
         let mut b = RetryBudget::new(cfg, t0);
         for _ in 0..10 {
             b.deposit(t0);

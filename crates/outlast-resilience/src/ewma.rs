@@ -15,7 +15,11 @@ pub struct PeakEwma {
 
 impl PeakEwma {
     pub fn new(default_rtt: Duration, decay: Duration, now: Instant) -> Self {
-        Self { decay: decay.max(Duration::from_millis(1)), estimate_ms: default_rtt.as_secs_f64() * 1e3, last: now }
+        Self {
+            decay: decay.max(Duration::from_millis(1)),
+            estimate_ms: default_rtt.as_secs_f64() * 1e3,
+            last: now,
+        }
     }
 
     pub fn observe(&mut self, rtt: Duration, now: Instant) {
@@ -63,7 +67,11 @@ mod tests {
 
     #[test]
     fn cost_weighs_outstanding_and_weight() {
-        let e = PeakEwma::new(Duration::from_millis(100), Duration::from_secs(10), Instant::now());
+        let e = PeakEwma::new(
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+            Instant::now(),
+        );
         assert!(e.cost(0, 1) < e.cost(1, 1));
         assert!((e.cost(1, 2) - e.cost(0, 1)).abs() < 1e-9);
     }

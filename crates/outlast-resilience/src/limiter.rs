@@ -123,7 +123,9 @@ impl AimdLimit {
     }
 
     fn interval(&self) -> Duration {
-        let mean = self.mean_ms.map_or(Duration::ZERO, |m| Duration::from_secs_f64(m / 1e3));
+        let mean = self
+            .mean_ms
+            .map_or(Duration::ZERO, |m| Duration::from_secs_f64(m / 1e3));
         mean.max(self.config.min_interval)
     }
 
@@ -136,9 +138,14 @@ impl AimdLimit {
             (Some(c), Some(m)) => c > m + self.config.rtt_deviation_scale * self.var_ms.sqrt(),
             _ => false,
         };
-        let (min, max) = (f64::from(self.config.min.max(1)), f64::from(self.config.max.max(1)));
+        let (min, max) = (
+            f64::from(self.config.min.max(1)),
+            f64::from(self.config.max.max(1)),
+        );
         if self.backpressure || too_slow {
-            self.limit = (self.limit * self.config.decrease_ratio).floor().clamp(min, max);
+            self.limit = (self.limit * self.config.decrease_ratio)
+                .floor()
+                .clamp(min, max);
         } else if self.reached {
             self.limit = (self.limit + 1.0).clamp(min, max);
         }
@@ -167,7 +174,12 @@ mod tests {
     use super::*;
 
     fn cfg() -> LimitConfig {
-        LimitConfig { initial: 4, min: 1, max: 100, ..LimitConfig::default() }
+        LimitConfig {
+            initial: 4,
+            min: 1,
+            max: 100,
+            ..LimitConfig::default()
+        }
     }
 
     /// Run `intervals` adjustment intervals of a provider with `capacity` concurrent slots and a
@@ -181,7 +193,11 @@ mod tests {
             let admitted: u32 = (0..demand).filter(|_| l.try_acquire()).count() as u32;
             now += ttft;
             for i in 0..admitted {
-                let outcome = if i < capacity { Outcome::Answered(ttft) } else { Outcome::Backpressure };
+                let outcome = if i < capacity {
+                    Outcome::Answered(ttft)
+                } else {
+                    Outcome::Backpressure
+                };
                 l.release(outcome, now);
             }
             out.push(l.limit());
@@ -215,7 +231,15 @@ mod tests {
     #[test]
     fn backs_off_multiplicatively_and_respects_the_floor() {
         let mut now = Instant::now();
-        let mut l = AimdLimit::new(LimitConfig { initial: 50, min: 5, max: 100, ..LimitConfig::default() }, now);
+        let mut l = AimdLimit::new(
+            LimitConfig {
+                initial: 50,
+                min: 5,
+                max: 100,
+                ..LimitConfig::default()
+            },
+            now,
+        );
         let mut seen = Vec::new();
         for _ in 0..40 {
             assert!(l.try_acquire());
@@ -230,7 +254,13 @@ mod tests {
     #[test]
     fn latency_rise_is_back_pressure() {
         let mut now = Instant::now();
-        let mut l = AimdLimit::new(LimitConfig { initial: 10, ..cfg() }, now);
+        let mut l = AimdLimit::new(
+            LimitConfig {
+                initial: 10,
+                ..cfg()
+            },
+            now,
+        );
         for _ in 0..20 {
             assert!(l.try_acquire());
             now += Duration::from_millis(200);
@@ -245,7 +275,13 @@ mod tests {
 
     #[test]
     fn refuses_past_the_limit() {
-        let mut l = AimdLimit::new(LimitConfig { initial: 2, ..cfg() }, Instant::now());
+        let mut l = AimdLimit::new(
+            LimitConfig {
+                initial: 2,
+                ..cfg()
+            },
+            Instant::now(),
+        );
         assert!(l.try_acquire() && l.try_acquire());
         assert!(!l.try_acquire());
         assert_eq!(l.in_flight(), 2);

@@ -1,5 +1,10 @@
 //! `POST /v1/chat/completions`: decode, check, resolve the route, fail over across its targets,
-//! then answer in one piece or relay the stream chunk by chunk as it arrives.
+//! then answer in one piece or relay the stream event by event as it arrives.
+//!
+//! A stream that breaks after content reached the client is resumed on the next target with
+//! the partial answer handed over as an assistant prefix, so the client reads one continuous
+//! answer under one id. Where that cannot work (a tool call under way, several choices) or no
+//! target is left, the stream ends with an OpenAI-shaped error event, never with `[DONE]`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,13 +16,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use outlast_config::Target;
-use outlast_core::{ChatRequest, UpstreamError, UpstreamErrorKind};
+use outlast_core::{ChatRequest, Message, Role, UpstreamError, UpstreamErrorKind};
 use outlast_providers::{ChatStream, StreamItem};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::error::ApiError;
-use crate::failover::Failover;
+use crate::failover::{Failover, Permit, Pick};
 use crate::{AppState, auth, body};
+
+/// Longest deadline a client may ask for with `x-outlast-timeout`.
+const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub(crate) async fn chat_completions(
     State(state): State<Arc<AppState>>,
@@ -33,12 +42,49 @@ pub(crate) async fn chat_completions(
     response
 }
 
+/// The request's deadline: `x-outlast-timeout` (e.g. `30s`, `1500ms`) or the configured one.
+pub(crate) fn deadline(state: &AppState, headers: &HeaderMap) -> Result<Instant, ApiError> {
+    let timeout = match headers.get("x-outlast-timeout") {
+        None => state.config.upstream.request_timeout,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| humantime_parse(v.trim()))
+            .filter(|d| !d.is_zero() && *d <= MAX_CLIENT_TIMEOUT)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "The x-outlast-timeout header must be a duration such as `30s` or `1500ms`, at most 1 h.",
+                    Some("x-outlast-timeout".into()),
+                )
+            })?,
+    };
+    Ok(Instant::now() + timeout)
+}
+
+/// `250ms`, `30s`, `2m`: the forms a header needs.
+fn humantime_parse(v: &str) -> Option<Duration> {
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(secs).ok()
+}
+
 async fn handle(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     auth::check(state, headers)?;
+    let deadline = deadline(state, headers)?;
     let limits = &state.config.server;
     let bytes = body::read(
         headers,
@@ -57,10 +103,9 @@ async fn handle(
         .ok_or_else(|| ApiError::ModelNotFound {
             model: req.model.clone(),
         })?;
-    let deadline = Instant::now() + state.config.upstream.request_timeout;
-    let mut failover = Failover::new(state, &targets, deadline);
+    let mut failover = Failover::new(state, targets, deadline);
     if req.is_stream() {
-        stream(state, &mut req, &mut failover).await
+        stream(state, req, failover).await
     } else {
         complete(state, &mut req, &mut failover).await
     }
@@ -84,46 +129,47 @@ fn provider<'a>(
 async fn complete(
     state: &Arc<AppState>,
     req: &mut ChatRequest,
-    failover: &mut Failover<'_>,
+    failover: &mut Failover,
 ) -> Result<Response, ApiError> {
     loop {
         let target = failover.next_target()?;
         req.model.clone_from(&target.model);
-        match provider(state, target)?
+        match provider(state, &target)?
             .chat(&state.client, req, failover.limits())
             .await
         {
             Ok(reply) => {
-                failover.succeeded(target);
+                failover.succeeded(&target);
                 let mut response = (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "application/json")],
                     reply.body,
                 )
                     .into_response();
-                mark(response.headers_mut(), target, failover.attempts());
+                mark(response.headers_mut(), &target, failover.attempts());
                 return Ok(response);
             }
-            Err(e) => failover.failed(target, e)?,
+            Err(e) => failover.failed(&target, e)?,
         }
     }
 }
 
-async fn stream(
+/// Start a stream on the next target that produces a first event.
+async fn open_stream(
     state: &Arc<AppState>,
     req: &mut ChatRequest,
-    failover: &mut Failover<'_>,
-) -> Result<Response, ApiError> {
+    failover: &mut Failover,
+) -> Result<(ChatStream, StreamItem, Pick), ApiError> {
     loop {
         let target = failover.next_target()?;
         req.model.clone_from(&target.model);
-        let mut upstream = match provider(state, target)?
+        let mut upstream = match provider(state, &target)?
             .chat_stream(&state.client, req, failover.limits())
             .await
         {
             Ok(s) => s,
             Err(e) => {
-                failover.failed(target, e)?;
+                failover.failed(&target, e)?;
                 continue;
             }
         };
@@ -131,18 +177,12 @@ async fn stream(
         // fails before it can still move to the next target.
         match upstream.next().await {
             Some(Ok(first)) => {
-                failover.succeeded(target);
-                return Ok(relay(
-                    Arc::clone(state),
-                    upstream,
-                    first,
-                    target,
-                    failover.attempts(),
-                ));
+                failover.succeeded(&target);
+                return Ok((upstream, first, target));
             }
-            Some(Err(e)) => failover.failed(target, e)?,
+            Some(Err(e)) => failover.failed(&target, e)?,
             None => failover.failed(
-                target,
+                &target,
                 UpstreamError::new(
                     UpstreamErrorKind::BodyBroken,
                     format!("{} ended its stream before any event", target.label()),
@@ -150,6 +190,48 @@ async fn stream(
             )?,
         }
     }
+}
+
+async fn stream(
+    state: &Arc<AppState>,
+    mut req: ChatRequest,
+    mut failover: Failover,
+) -> Result<Response, ApiError> {
+    let (upstream, first, target) = open_stream(state, &mut req, &mut failover).await?;
+    let attempts = failover.attempts();
+    let permit = failover.take_permit();
+    let label_target = target.clone();
+    let resumable = req.n.unwrap_or(1) == 1;
+    let relay = Relay {
+        state: Arc::clone(state),
+        upstream,
+        first: Some(first),
+        permit,
+        target,
+        resume: resumable.then(|| Resume {
+            failover,
+            req,
+            text: String::new(),
+            identity: None,
+            continuing: false,
+        }),
+        finished: false,
+    };
+    let body = futures_util::stream::unfold(relay, |mut r| async move {
+        let bytes = r.next_frame().await?;
+        Some((Ok::<_, Infallible>(bytes), r))
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Reverse proxies in front of the gateway must not buffer the stream either.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    mark(h, &label_target, attempts);
+    Ok(response)
 }
 
 /// `x-outlast-target` and `x-outlast-attempts` on every provider answer.
@@ -162,13 +244,6 @@ pub(crate) fn mark(headers: &mut HeaderMap, target: &Target, attempts: u32) {
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-struct Relay {
-    upstream: ChatStream,
-    first: Option<StreamItem>,
-    state: Arc<AppState>,
-    finished: bool,
-}
-
 fn frame(data: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(data.len() + 8);
     b.put_slice(b"data: ");
@@ -177,56 +252,151 @@ fn frame(data: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// Relay the provider's stream to the client as it arrives. A failure after the first byte
-/// ends the stream with an OpenAI-shaped error event and never with `[DONE]`.
-fn relay(
+/// What is needed to continue a broken stream elsewhere.
+struct Resume {
+    failover: Failover,
+    req: ChatRequest,
+    /// The first choice's text so far.
+    text: String,
+    /// `id`, `created`, `model` of the stream the client sees, from its first chunk.
+    identity: Option<(Value, Value, Value)>,
+    /// Chunks now come from a continuation and must carry the original identity.
+    continuing: bool,
+}
+
+struct Relay {
     state: Arc<AppState>,
     upstream: ChatStream,
-    first: StreamItem,
-    target: &Target,
-    attempts: u32,
-) -> Response {
-    let relay = Relay {
-        upstream,
-        first: Some(first),
-        state,
-        finished: false,
-    };
-    let body = futures_util::stream::unfold(relay, |mut r| async move {
-        if r.finished {
+    first: Option<StreamItem>,
+    permit: Option<Permit>,
+    /// The target streaming now.
+    target: Pick,
+    /// `None` once the stream can no longer be resumed.
+    resume: Option<Resume>,
+    finished: bool,
+}
+
+impl Relay {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            let item = match self.first.take() {
+                Some(i) => Some(Ok(i)),
+                None => self.upstream.next().await,
+            };
+            match item {
+                Some(Ok(StreamItem::Chunk(chunk))) => {
+                    if let Some(bytes) = self.relay_chunk(chunk) {
+                        return Some(bytes);
+                    }
+                }
+                Some(Ok(StreamItem::Done)) => {
+                    self.finished = true;
+                    self.permit = None;
+                    return Some(Bytes::from_static(DONE));
+                }
+                Some(Err(e)) => {
+                    if let Some(p) = &mut self.permit {
+                        p.stream_failed(&e);
+                    }
+                    self.permit = None;
+                    if self.try_resume(&e).await {
+                        continue;
+                    }
+                    self.finished = true;
+                    self.state.metrics.stream_broken();
+                    tracing::warn!(error = %e.message, "stream broke after the answer started");
+                    return Some(broken_stream_event(&e));
+                }
+                None => return None,
+            }
+        }
+    }
+
+    /// Note what the chunk adds to the answer and frame it for the client; `None` drops it
+    /// (a continuation's opening role chunk).
+    fn relay_chunk(&mut self, chunk: outlast_providers::Chunk) -> Option<Bytes> {
+        let Some(resume) = &mut self.resume else {
+            return Some(frame(&chunk.data));
+        };
+        if chunk.unresumable {
+            self.resume = None;
+            return Some(frame(&chunk.data));
+        }
+        if resume.identity.is_none() {
+            resume.identity = serde_json::from_slice::<Value>(&chunk.data).ok().map(|v| {
+                let field = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+                (field("id"), field("created"), field("model"))
+            });
+        }
+        if !resume.continuing {
+            if let Some(t) = &chunk.text {
+                resume.text.push_str(t);
+            }
+            return Some(frame(&chunk.data));
+        }
+        // A continuation: present it under the original stream's identity.
+        let Ok(mut v) = serde_json::from_slice::<Value>(&chunk.data) else {
+            return Some(frame(&chunk.data));
+        };
+        let is_opening = chunk.text.is_none()
+            && v.pointer("/choices/0/finish_reason")
+                .is_none_or(Value::is_null)
+            && v.pointer("/choices/0/delta/role").is_some();
+        if is_opening {
             return None;
         }
-        let item = match r.first.take() {
-            Some(i) => Some(Ok(i)),
-            None => r.upstream.next().await,
+        if let Some(t) = &chunk.text {
+            resume.text.push_str(t);
+        }
+        if let (Some((id, created, model)), Some(o)) = (&resume.identity, v.as_object_mut()) {
+            o.insert("id".into(), id.clone());
+            o.insert("created".into(), created.clone());
+            o.insert("model".into(), model.clone());
+        }
+        Some(frame(v.to_string().as_bytes()))
+    }
+
+    /// Continue on the next target with the partial answer as an assistant prefix.
+    async fn try_resume(&mut self, e: &UpstreamError) -> bool {
+        let Some(mut resume) = self.resume.take() else {
+            return false;
         };
-        let bytes = match item {
-            Some(Ok(StreamItem::Chunk(chunk))) => frame(&chunk.data),
-            Some(Ok(StreamItem::Done)) => {
-                r.finished = true;
-                Bytes::from_static(DONE)
+        let state = Arc::clone(&self.state);
+        // The failed attempt counts against the target that broke (its budget pays the retry).
+        if resume.failover.failed(&self.target, e.clone()).is_err() {
+            return false;
+        }
+        let mut req = resume.req.clone();
+        if !resume.text.is_empty() {
+            req.messages.push(Message {
+                role: Role::Assistant,
+                content: Some(Value::String(resume.text.clone())),
+                tool_calls: None,
+                tool_call_id: None,
+                extra: Default::default(),
+            });
+        }
+        match open_stream(&state, &mut req, &mut resume.failover).await {
+            Ok((upstream, first, target)) => {
+                tracing::info!(target = %target.label(), "stream resumed on the next target");
+                state.metrics.stream_resumed();
+                self.upstream = upstream;
+                self.first = Some(first);
+                self.permit = resume.failover.take_permit();
+                self.target = target;
+                resume.continuing = true;
+                self.resume = Some(resume);
+                true
             }
-            Some(Err(e)) => {
-                r.finished = true;
-                r.state.metrics.stream_broken();
-                tracing::warn!(error = %e.message, "stream broke after the answer started");
-                broken_stream_event(&e)
+            Err(err) => {
+                tracing::warn!(error = ?err.status(), "could not resume the stream");
+                false
             }
-            None => return None,
-        };
-        Some((Ok::<_, Infallible>(bytes), r))
-    });
-    let mut response = Response::new(Body::from_stream(body));
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Reverse proxies in front of the gateway must not buffer the stream either.
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    mark(h, target, attempts);
-    response
+        }
+    }
 }
 
 fn broken_stream_event(e: &UpstreamError) -> Bytes {
@@ -235,4 +405,21 @@ fn broken_stream_event(e: &UpstreamError) -> Bytes {
         retry_after: e.retry_after.unwrap_or(Duration::from_secs(1)),
     }
     .sse_event()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::humantime_parse;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_header_durations() {
+        assert_eq!(humantime_parse("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(humantime_parse("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(humantime_parse("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(humantime_parse("0.5s"), Some(Duration::from_millis(500)));
+        for bad in ["", "30", "s", "10h", "-1s", "1e400s"] {
+            assert_eq!(humantime_parse(bad), None, "{bad}");
+        }
+    }
 }

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use outlast_core::EmbeddingsRequest;
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::failover::Failover;
@@ -103,8 +102,8 @@ async fn embed(
         .ok_or_else(|| ApiError::ModelNotFound {
             model: req.model.clone(),
         })?;
-    let deadline = Instant::now() + state.config.upstream.request_timeout;
-    let mut failover = Failover::new(state, &targets, deadline);
+    let deadline = crate::chat::deadline(state, headers)?;
+    let mut failover = Failover::new(state, targets, deadline);
     loop {
         let target = failover.next_target()?;
         req.model.clone_from(&target.model);
@@ -122,17 +121,17 @@ async fn embed(
             .await
         {
             Ok(reply) => {
-                failover.succeeded(target);
+                failover.succeeded(&target);
                 let mut r = (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "application/json")],
                     reply.body,
                 )
                     .into_response();
-                crate::chat::mark(r.headers_mut(), target, failover.attempts());
+                crate::chat::mark(r.headers_mut(), &target, failover.attempts());
                 return Ok(r);
             }
-            Err(e) => failover.failed(target, e)?,
+            Err(e) => failover.failed(&target, e)?,
         }
     }
 }

@@ -9,6 +9,7 @@ mod edge;
 pub mod error;
 mod failover;
 mod handlers;
+pub mod health;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub providers: Vec<Provider>,
     pub client: reqwest::Client,
     pub metrics: metrics::Metrics,
+    pub health: health::Health,
     /// Set when shutdown starts: `/readyz` turns 503 so load balancers stop sending.
     pub draining: AtomicBool,
 }
@@ -61,7 +63,9 @@ impl AppState {
             .map_err(BuildError::Provider)?;
         let client = outlast_providers::build_client(&config.upstream)
             .map_err(|e| BuildError::Client(e.to_string()))?;
+        let health = health::Health::new(&config);
         Ok(Arc::new(Self {
+            health,
             config: Arc::new(config),
             providers,
             client,

@@ -14,6 +14,12 @@ pub struct Metrics {
     upstream_failures: AtomicU64,
     failed_over: AtomicU64,
     streams_broken: AtomicU64,
+    streams_resumed: AtomicU64,
+    retries: AtomicU64,
+    budget_exhausted: AtomicU64,
+    capacity_skips: AtomicU64,
+    shed: AtomicU64,
+    panic_mode: AtomicU64,
 }
 
 impl Metrics {
@@ -44,6 +50,30 @@ impl Metrics {
 
     pub fn stream_broken(&self) {
         self.streams_broken.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stream_resumed(&self) {
+        self.streams_resumed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn budget_exhausted(&self) {
+        self.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn capacity_skip(&self) {
+        self.capacity_skips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn panic_mode(&self) {
+        self.panic_mode.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -88,6 +118,36 @@ impl Metrics {
             "outlast_streams_broken_total",
             "Streams that failed after the first byte reached the client.",
             &[("", g(&self.streams_broken))],
+        );
+        counter(
+            "outlast_streams_resumed_total",
+            "Broken streams continued on another target with the partial answer as prefix.",
+            &[("", g(&self.streams_resumed))],
+        );
+        counter(
+            "outlast_retries_total",
+            "Attempts after the first, paid by the retry budget.",
+            &[("", g(&self.retries))],
+        );
+        counter(
+            "outlast_retry_budget_exhausted_total",
+            "Retries refused because the retry budget was spent.",
+            &[("", g(&self.budget_exhausted))],
+        );
+        counter(
+            "outlast_capacity_skips_total",
+            "Targets passed over because their provider was at its adaptive concurrency limit.",
+            &[("", g(&self.capacity_skips))],
+        );
+        counter(
+            "outlast_shed_total",
+            "Requests answered 503 without any upstream attempt (all targets at capacity, ejected or cooling down).",
+            &[("", g(&self.shed))],
+        );
+        counter(
+            "outlast_panic_mode_total",
+            "Requests routed with breakers ignored because every target was ejected.",
+            &[("", g(&self.panic_mode))],
         );
         out
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 use outlast_sim::{Faults, SimConfig};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 async fn assert_fails_over(faults: Faults, stream: bool, extra: &str) {
     let a = sim_faults("a", faults.clone()).await;
@@ -287,8 +287,41 @@ async fn deadline_gives_504() {
     assert_eq!(v["error"]["code"], "deadline_exceeded");
 }
 
+/// The text and ids of a relayed stream.
+fn stream_parts(text: &str) -> (String, Vec<String>, bool) {
+    let events = sse_data(text);
+    let done = events.last().is_some_and(|e| e == "[DONE]");
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let content = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let ids = chunks
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_string))
+        .collect();
+    (content, ids, done)
+}
+
 #[tokio::test]
-async fn failure_after_the_first_byte_ends_with_an_error_event_not_done() {
+async fn a_stream_broken_mid_answer_resumes_on_the_next_target_seamlessly() {
+    // What a healthy "a" would have said in full.
+    let reference = sim("a").await;
+    let gw = gateway(config(&[("a", &reference)], "")).await;
+    let full: Value = post(&client(), &gw, &chat_body("chat"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let full = full["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     for faults in [
         Faults {
             cut_after: Some(4),
@@ -305,18 +338,77 @@ async fn failure_after_the_first_byte_ends_with_an_error_event_not_done() {
         let r = post(&client(), &gw, &stream_body("chat")).await;
         assert_eq!(r.status(), 200);
         let text = r.text().await.unwrap();
-        let events = sse_data(&text);
-        assert!(!events.iter().any(|e| e == "[DONE]"), "{faults:?}: {text}");
-        let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
-        assert!(
-            last["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("cut off"),
-            "{text}"
+        let (content, ids, done) = stream_parts(&text);
+        assert!(done, "{faults:?}: {text}");
+        assert!(!text.contains("\"error\""), "{text}");
+        assert_eq!(
+            content, full,
+            "one continuous answer: the prefix from a, the rest from b"
         );
-        assert!(events.len() >= 5, "the partial answer was relayed: {text}");
+        assert!(
+            ids.iter().all(|id| id == &ids[0]),
+            "one stream id throughout: {ids:?}"
+        );
+        // b was asked to continue after the partial answer.
+        let sent = b.last_request().unwrap();
+        let last = sent["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["role"], "assistant");
+        assert_eq!(last["content"], "[a] Outlast keeps");
+        let m = client()
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(m.contains("outlast_streams_resumed_total 1"), "{m}");
     }
+}
+
+#[tokio::test]
+async fn failure_after_the_first_byte_ends_with_an_error_event_when_it_cannot_resume() {
+    // No other target.
+    let a = sim_faults(
+        "a",
+        Faults {
+            cut_after: Some(4),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let gw = gateway(config(&[("a", &a)], "")).await;
+    let text = post(&client(), &gw, &stream_body("chat"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_broken(&text);
+
+    // A tool call half sent cannot be continued by prefixing text.
+    let a = sim_faults(
+        "a",
+        Faults {
+            cut_after: Some(2),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let b = sim("b").await;
+    let gw = gateway(config(&[("a", &a), ("b", &b)], "")).await;
+    let mut body = stream_body("chat");
+    body["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]);
+    let text = post(&client(), &gw, &body).await.text().await.unwrap();
+    assert_broken(&text);
+    assert_eq!(b.stats().requests, 0);
+
+    // Several choices cannot either.
+    let mut body = stream_body("chat");
+    body["n"] = json!(2);
+    let text = post(&client(), &gw, &body).await.text().await.unwrap();
+    assert_broken(&text);
+    assert_eq!(b.stats().requests, 0);
+
     // A stall mid-stream is detected by the stall timeout.
     let a = sim_faults(
         "a",
@@ -334,6 +426,20 @@ async fn failure_after_the_first_byte_ends_with_an_error_event_not_done() {
         .text()
         .await
         .unwrap();
-    assert!(!text.contains("[DONE]"));
+    assert_broken(&text);
     assert!(text.contains("sent nothing for"), "{text}");
+}
+
+fn assert_broken(text: &str) {
+    let events = sse_data(text);
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{text}");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cut off"),
+        "{text}"
+    );
+    assert!(events.len() >= 2, "the partial answer was relayed: {text}");
 }

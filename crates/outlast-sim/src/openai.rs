@@ -249,6 +249,8 @@ struct Plan {
     model: String,
     n: u32,
     tokens: u32,
+    /// Tokens of the answer already given as an assistant prefix: continue after them.
+    start: u32,
     finish: &'static str,
     tool: Option<(String, String, String)>,
     prompt_tokens: u64,
@@ -259,7 +261,7 @@ impl Plan {
     fn completion_tokens(&self) -> u64 {
         let per_choice = match &self.tool {
             Some((_, _, args)) => (args.len() as u64).div_ceil(4) + 5,
-            None => u64::from(self.tokens),
+            None => u64::from(self.tokens - self.start),
         };
         per_choice * u64::from(self.n)
     }
@@ -329,10 +331,27 @@ fn plan(faults: &Faults, req: &Value, model: &str) -> Result<Plan, Response> {
         n,
         tokens,
         finish,
+        start: prefix_tokens(messages).min(tokens),
         tool: choose_tool(req, messages),
         prompt_tokens,
         include_usage,
     })
+}
+
+/// A trailing assistant message is a prefix to continue (as providers that support prefill do):
+/// the number of answer tokens it already holds.
+fn prefix_tokens(messages: &[Value]) -> u32 {
+    let Some(last) = messages.last() else {
+        return 0;
+    };
+    if last.get("role").and_then(Value::as_str) != Some("assistant")
+        || last.get("tool_calls").is_some()
+    {
+        return 0;
+    }
+    last.get("content")
+        .and_then(Value::as_str)
+        .map_or(0, |c| c.split_whitespace().count() as u32)
 }
 
 /// Call a tool when tools are offered, the client allows it, and the last message is not
@@ -404,7 +423,7 @@ fn complete_response(name: &str, plan: &Plan) -> Response {
                     "role": "assistant", "content": null, "refusal": null, "annotations": [],
                     "tool_calls": [{"id": id, "type": "function", "function": {"name": fname, "arguments": args}}]
                 }),
-                None => json!({"role": "assistant", "content": text::answer(name, plan.tokens), "refusal": null, "annotations": []}),
+                None => json!({"role": "assistant", "content": text::answer(name, plan.start, plan.tokens), "refusal": null, "annotations": []}),
             };
             let finish = if plan.tool.is_some() { "tool_calls" } else { plan.finish };
             json!({"index": i, "message": message, "logprobs": null, "finish_reason": finish})
@@ -569,8 +588,8 @@ async fn emit_all(
                 let d = json!({"role": "assistant", "content": "", "refusal": null});
                 em.send(chunk(plan, json!([choice(i, d, None)]))).await?;
             }
-            for t in 0..plan.tokens {
-                if t > 0 && !interval.is_zero() {
+            for t in plan.start..plan.tokens {
+                if t > plan.start && !interval.is_zero() {
                     tokio::time::sleep(interval).await;
                 }
                 let piece = text::piece(name, t);

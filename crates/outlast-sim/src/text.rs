@@ -32,10 +32,10 @@ pub fn token(i: u32) -> &'static str {
     WORDS.get(i as usize % WORDS.len()).copied().unwrap_or("ok")
 }
 
-/// The whole answer text of `n` tokens, prefixed with the simulator's name.
-pub fn answer(name: &str, n: u32) -> String {
+/// The answer text from token `start` to token `n` (the first token names the simulator).
+pub fn answer(name: &str, start: u32, n: u32) -> String {
     let mut s = String::with_capacity(n as usize * 8);
-    for i in 0..n {
+    for i in start..n {
         s.push_str(&piece(name, i));
     }
     s

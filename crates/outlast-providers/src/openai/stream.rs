@@ -182,8 +182,30 @@ impl OpenAiStream {
         {
             self.saw_finish = true;
         }
+        let mut text: Option<String> = None;
+        let mut unresumable = false;
+        for choice in peek.choices.iter().flatten() {
+            let Some(delta) = &choice.delta else { continue };
+            if choice.index != 0
+                || delta.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+                || delta.function_call.is_some()
+            {
+                unresumable = true;
+            }
+            if choice.index == 0
+                && let Some(c) = &delta.content
+                && !c.is_empty()
+            {
+                text = Some(c.clone().into_owned());
+            }
+        }
         let usage = peek.usage;
         drop(peek);
-        Ok(Some(StreamItem::Chunk(Chunk { data, usage })))
+        Ok(Some(StreamItem::Chunk(Chunk {
+            data,
+            usage,
+            text,
+            unresumable,
+        })))
     }
 }

@@ -22,8 +22,22 @@ pub(crate) struct Peek<'a> {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ChoicePeek<'a> {
+    #[serde(default)]
+    pub index: u32,
     #[serde(default, borrow)]
     pub finish_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub delta: Option<DeltaPeek<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeltaPeek<'a> {
+    #[serde(default, borrow)]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub tool_calls: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    pub function_call: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
