@@ -124,8 +124,8 @@ impl Default for Resilience {
         Self {
             max_attempts: 3,
             breaker_consecutive_failures: 5,
-            breaker_failure_rate: 0.5,
-            breaker_min_requests: 20,
+            breaker_failure_rate: 0.2,
+            breaker_min_requests: 10,
             breaker_window: Duration::from_secs(10),
             ejection_base: Duration::from_secs(1),
             ejection_max: Duration::from_secs(30),
@@ -135,7 +135,7 @@ impl Default for Resilience {
             ewma_decay: Duration::from_secs(10),
             default_ttft: Duration::from_millis(500),
             cascade_guard: true,
-            initial_concurrency: 16,
+            initial_concurrency: 32,
             min_concurrency: 2,
         }
     }

@@ -30,8 +30,8 @@ impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
             consecutive_failures: 5,
-            failure_rate: 0.5,
-            min_requests: 20,
+            failure_rate: 0.2,
+            min_requests: 10,
             window: Duration::from_secs(10),
             base_ejection: Duration::from_secs(1),
             max_ejection: Duration::from_secs(60),
@@ -249,7 +249,7 @@ mod tests {
     fn failure_rate_trips_without_a_consecutive_run() {
         let t0 = Instant::now();
         let mut b = Breaker::new(cfg(), t0);
-        // Alternate success and failure: never 5 in a row, but 50 % of 20.
+        // One failure in four: never 5 in a row, but 25 % of the window.
         for i in 0..20 {
             if b.admit(t0) == Admit::No {
                 break;
@@ -267,13 +267,15 @@ mod tests {
     fn the_window_forgets_old_failures() {
         let t0 = Instant::now();
         let mut b = Breaker::new(cfg(), t0);
-        for i in 0..19 {
-            if i % 2 == 0 {
-                b.record_success(t0)
-            } else {
+        // 3 failures in 9 requests: not yet the 10 the window needs.
+        for i in 0..9 {
+            if i % 3 == 0 {
                 b.record_failure(t0, 0.0)
+            } else {
+                b.record_success(t0)
             }
         }
+        // In the same window one more failure would trip it (4 of 10); a window later it does not.
         let later = t0 + Duration::from_secs(11);
         b.record_failure(later, 0.0);
         assert_eq!(b.admit(later), Admit::Yes);

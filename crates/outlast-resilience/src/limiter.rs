@@ -1,15 +1,19 @@
 //! The cascade guard: a per-provider adaptive concurrency limit.
 //!
-//! Control law (Vector's adaptive request concurrency, fed with time to first token):
-//! every adjustment interval (the mean TTFT seen so far, at least `min_interval`),
+//! Control law (Vector's adaptive request concurrency fed with time to first token, plus a
+//! TCP-style slow start and a decay toward actual use). Every adjustment interval (the mean
+//! TTFT seen so far, at least `min_interval`):
 //! - if the provider pushed back (429, 529, 503, a timeout) or TTFT rose past
-//!   `mean + rtt_deviation_scale * stddev`, the limit is multiplied by `decrease_ratio`;
-//! - else, if demand reached the limit in that interval, the limit grows by one.
+//!   `mean + rtt_deviation_scale * stddev`: `limit *= decrease_ratio`, and slow start ends;
+//! - else, if demand reached the limit: in slow start `limit *= ramp_ratio`, otherwise
+//!   `limit += 1`;
+//! - else, if the peak in-flight count stayed under half the limit: the limit decays toward
+//!   twice that peak (never below `initial`), and at `initial` slow start begins again.
 //!
 //! Requests over the limit are not queued: the router sends them to the next target or sheds
-//! them with 503 and Retry-After. Because a fallback provider's limit only grows by one per
-//! interval while it keeps up, a sudden failover ramps onto it instead of landing all at once,
-//! which is what turned the 4 June 2024 outage into a cascade.
+//! them with 503 and Retry-After. An idle fallback therefore holds a modest limit, and a sudden
+//! failover ramps onto it by `ramp_ratio` per interval until it pushes back, instead of landing
+//! all at once, which is how the 4 June 2024 outage spread from one provider to the others.
 
 use std::time::Duration;
 
@@ -21,6 +25,8 @@ pub struct LimitConfig {
     pub min: u32,
     pub max: u32,
     pub decrease_ratio: f64,
+    /// Growth per interval during slow start.
+    pub ramp_ratio: f64,
     pub rtt_deviation_scale: f64,
     /// Weight of a new interval in the long-run TTFT mean and variance.
     pub ewma_alpha: f64,
@@ -31,10 +37,11 @@ pub struct LimitConfig {
 impl Default for LimitConfig {
     fn default() -> Self {
         Self {
-            initial: 16,
+            initial: 32,
             min: 2,
-            max: 512,
+            max: 1024,
             decrease_ratio: 0.9,
+            ramp_ratio: 1.5,
             rtt_deviation_scale: 2.5,
             ewma_alpha: 0.4,
             min_interval: Duration::from_millis(100),
@@ -58,6 +65,8 @@ pub struct AimdLimit {
     config: LimitConfig,
     limit: f64,
     in_flight: u32,
+    slow_start: bool,
+    peak: u32,
     // Long-run TTFT statistics (ms), updated once per interval.
     mean_ms: Option<f64>,
     var_ms: f64,
@@ -76,6 +85,8 @@ impl AimdLimit {
             config,
             limit: initial,
             in_flight: 0,
+            slow_start: true,
+            peak: 0,
             mean_ms: None,
             var_ms: 0.0,
             interval_start: now,
@@ -98,6 +109,7 @@ impl AimdLimit {
     pub fn try_acquire(&mut self) -> bool {
         if self.in_flight < self.limit() {
             self.in_flight += 1;
+            self.peak = self.peak.max(self.in_flight);
             if self.in_flight >= self.limit() {
                 self.reached = true;
             }
@@ -142,12 +154,28 @@ impl AimdLimit {
             f64::from(self.config.min.max(1)),
             f64::from(self.config.max.max(1)),
         );
+        let initial = f64::from(self.config.initial).clamp(min, max);
         if self.backpressure || too_slow {
             self.limit = (self.limit * self.config.decrease_ratio)
                 .floor()
                 .clamp(min, max);
+            self.slow_start = false;
         } else if self.reached {
-            self.limit = (self.limit + 1.0).clamp(min, max);
+            let grown = if self.slow_start {
+                (self.limit * self.config.ramp_ratio).ceil()
+            } else {
+                self.limit + 1.0
+            };
+            self.limit = grown.clamp(min, max);
+        } else if f64::from(self.peak) * 2.0 < self.limit && self.limit > initial {
+            self.limit = (f64::from(self.peak) * 2.0)
+                .max(self.limit * self.config.decrease_ratio)
+                .max(initial)
+                .floor()
+                .clamp(min, max);
+            if self.limit <= initial {
+                self.slow_start = true;
+            }
         }
         if let Some(c) = current {
             let a = self.config.ewma_alpha;
@@ -162,6 +190,7 @@ impl AimdLimit {
             }
         }
         self.interval_start = now;
+        self.peak = self.in_flight;
         self.reached = self.in_flight >= self.limit();
         self.backpressure = false;
         self.sum_ms = 0.0;
@@ -206,9 +235,48 @@ mod tests {
     }
 
     #[test]
-    fn ramps_by_one_per_interval_under_demand() {
-        let limits = drive(1000, 50, 10);
-        assert_eq!(limits, [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    fn slow_start_ramps_by_half_per_interval_then_additively_after_push_back() {
+        let limits = drive(1000, 50, 6);
+        assert_eq!(limits, [6, 9, 14, 21, 32, 48]);
+        // Past its capacity of 20 the provider pushes back: from then on +1 per interval.
+        let limits = drive(20, 60, 12);
+        let first_drop = limits.windows(2).position(|w| w[1] < w[0]).unwrap();
+        let after: Vec<i64> = limits[first_drop + 1..]
+            .windows(2)
+            .map(|w| i64::from(w[1]) - i64::from(w[0]))
+            .collect();
+        assert!(after.iter().all(|&d| d <= 1), "{limits:?}");
+    }
+
+    #[test]
+    fn an_idle_provider_decays_back_to_the_initial_limit() {
+        let mut now = Instant::now();
+        let mut l = AimdLimit::new(
+            LimitConfig {
+                initial: 4,
+                min: 1,
+                max: 100,
+                ..LimitConfig::default()
+            },
+            now,
+        );
+        let ttft = Duration::from_millis(200);
+        // Busy: ramp up.
+        for _ in 0..6 {
+            let n = (0..100).filter(|_| l.try_acquire()).count();
+            now += ttft;
+            for _ in 0..n {
+                l.release(Outcome::Answered(ttft), now);
+            }
+        }
+        assert!(l.limit() > 20, "{}", l.limit());
+        // Quiet: one request at a time.
+        for _ in 0..60 {
+            assert!(l.try_acquire());
+            now += ttft;
+            l.release(Outcome::Answered(ttft), now);
+        }
+        assert_eq!(l.limit(), 4);
     }
 
     #[test]
@@ -226,6 +294,7 @@ mod tests {
     fn does_not_grow_while_demand_stays_below_the_limit() {
         let limits = drive(1000, 2, 50);
         assert!(limits.iter().all(|&l| l == 4), "{limits:?}");
+        let _ = Outcome::Neutral;
     }
 
     #[test]
