@@ -158,4 +158,11 @@ impl ChatStream {
             ChatStream::Openai(s) => s.next().await,
         }
     }
+
+    /// The next item only if it is already decoded from bytes read earlier; never waits.
+    pub fn next_ready(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
+        match self {
+            ChatStream::Openai(s) => s.next_ready(),
+        }
+    }
 }

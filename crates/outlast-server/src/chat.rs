@@ -205,7 +205,7 @@ async fn stream(
     let relay = Relay {
         state: Arc::clone(state),
         upstream,
-        first: Some(first),
+        first: Some(Ok(first)),
         permit,
         target,
         resume: resumable.then(|| Resume {
@@ -244,12 +244,12 @@ pub(crate) fn mark(headers: &mut HeaderMap, target: &Target, attempts: u32) {
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-fn frame(data: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(data.len() + 8);
-    b.put_slice(b"data: ");
-    b.put_slice(data);
-    b.put_slice(b"\n\n");
-    b.freeze()
+/// Append one SSE event carrying `data`.
+fn frame(out: &mut BytesMut, data: &[u8]) {
+    out.reserve(data.len() + 8);
+    out.put_slice(b"data: ");
+    out.put_slice(data);
+    out.put_slice(b"\n\n");
 }
 
 /// What is needed to continue a broken stream elsewhere.
@@ -267,7 +267,8 @@ struct Resume {
 struct Relay {
     state: Arc<AppState>,
     upstream: ChatStream,
-    first: Option<StreamItem>,
+    /// An item taken from upstream but not yet relayed.
+    first: Option<Result<StreamItem, UpstreamError>>,
     permit: Option<Permit>,
     /// The target streaming now.
     target: Pick,
@@ -277,25 +278,33 @@ struct Relay {
 }
 
 impl Relay {
+    /// The next bytes for the client: every event already at hand, framed together, so that
+    /// a burst from the provider leaves in one write instead of one write per event.
     async fn next_frame(&mut self) -> Option<Bytes> {
+        let mut out = BytesMut::new();
         loop {
             if self.finished {
-                return None;
+                return (!out.is_empty()).then(|| out.freeze());
             }
             let item = match self.first.take() {
-                Some(i) => Some(Ok(i)),
-                None => self.upstream.next().await,
+                Some(i) => Some(i),
+                None if out.is_empty() => self.upstream.next().await,
+                None => match self.upstream.next_ready() {
+                    Some(i) => Some(i),
+                    None => return Some(out.freeze()),
+                },
             };
             match item {
-                Some(Ok(StreamItem::Chunk(chunk))) => {
-                    if let Some(bytes) = self.relay_chunk(chunk) {
-                        return Some(bytes);
-                    }
-                }
+                Some(Ok(StreamItem::Chunk(chunk))) => self.relay_chunk(chunk, &mut out),
                 Some(Ok(StreamItem::Done)) => {
                     self.finished = true;
                     self.permit = None;
-                    return Some(Bytes::from_static(DONE));
+                    out.put_slice(DONE);
+                }
+                Some(Err(e)) if !out.is_empty() => {
+                    // Send what arrived before the failure first.
+                    self.first = Some(Err(e));
+                    return Some(out.freeze());
                 }
                 Some(Err(e)) => {
                     if let Some(p) = &mut self.permit {
@@ -310,20 +319,20 @@ impl Relay {
                     tracing::warn!(error = %e.message, "stream broke after the answer started");
                     return Some(broken_stream_event(&e));
                 }
-                None => return None,
+                None => return (!out.is_empty()).then(|| out.freeze()),
             }
         }
     }
 
-    /// Note what the chunk adds to the answer and frame it for the client; `None` drops it
-    /// (a continuation's opening role chunk).
-    fn relay_chunk(&mut self, chunk: outlast_providers::Chunk) -> Option<Bytes> {
+    /// Note what the chunk adds to the answer and frame it for the client (a continuation's
+    /// opening role chunk is dropped).
+    fn relay_chunk(&mut self, chunk: outlast_providers::Chunk, out: &mut BytesMut) {
         let Some(resume) = &mut self.resume else {
-            return Some(frame(&chunk.data));
+            return frame(out, &chunk.data);
         };
         if chunk.unresumable {
             self.resume = None;
-            return Some(frame(&chunk.data));
+            return frame(out, &chunk.data);
         }
         if resume.identity.is_none() {
             resume.identity = serde_json::from_slice::<Value>(&chunk.data).ok().map(|v| {
@@ -335,18 +344,18 @@ impl Relay {
             if let Some(t) = &chunk.text {
                 resume.text.push_str(t);
             }
-            return Some(frame(&chunk.data));
+            return frame(out, &chunk.data);
         }
         // A continuation: present it under the original stream's identity.
         let Ok(mut v) = serde_json::from_slice::<Value>(&chunk.data) else {
-            return Some(frame(&chunk.data));
+            return frame(out, &chunk.data);
         };
         let is_opening = chunk.text.is_none()
             && v.pointer("/choices/0/finish_reason")
                 .is_none_or(Value::is_null)
             && v.pointer("/choices/0/delta/role").is_some();
         if is_opening {
-            return None;
+            return;
         }
         if let Some(t) = &chunk.text {
             resume.text.push_str(t);
@@ -356,7 +365,7 @@ impl Relay {
             o.insert("created".into(), created.clone());
             o.insert("model".into(), model.clone());
         }
-        Some(frame(v.to_string().as_bytes()))
+        frame(out, v.to_string().as_bytes());
     }
 
     /// Continue on the next target with the partial answer as an assistant prefix.
@@ -384,7 +393,7 @@ impl Relay {
                 tracing::info!(target = %target.label(), "stream resumed on the next target");
                 state.metrics.stream_resumed();
                 self.upstream = upstream;
-                self.first = Some(first);
+                self.first = Some(Ok(first));
                 self.permit = resume.failover.take_permit();
                 self.target = target;
                 resume.continuing = true;

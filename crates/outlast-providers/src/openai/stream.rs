@@ -70,11 +70,16 @@ impl OpenAiStream {
         Some(Err(e))
     }
 
-    pub async fn next(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
+    /// The next item if it is already decoded from what was read, without waiting: lets the
+    /// relay send a burst of events in one write.
+    pub fn next_ready(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
         if self.finished {
             return None;
         }
-        let (at, timeout_kind) = self.read_deadline();
+        self.decoded()
+    }
+
+    fn decoded(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
         loop {
             match self.decoder.next_event() {
                 Ok(Some(event)) => {
@@ -90,7 +95,7 @@ impl OpenAiStream {
                         Err(e) => return self.fail(e),
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => return None,
                 Err(_) => {
                     let e = UpstreamError::new(
                         UpstreamErrorKind::Malformed,
@@ -98,6 +103,18 @@ impl OpenAiStream {
                     );
                     return self.fail(e);
                 }
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
+        if self.finished {
+            return None;
+        }
+        let (at, timeout_kind) = self.read_deadline();
+        loop {
+            if let Some(item) = self.decoded() {
+                return Some(item);
             }
             match timeout_at(at, self.body.next()).await {
                 Ok(Some(Ok(bytes))) => self.decoder.push(&bytes),
