@@ -3,9 +3,13 @@
 //! Control law (Vector's adaptive request concurrency fed with time to first token, plus a
 //! TCP-style slow start and a decay toward actual use). Every adjustment interval (the mean
 //! TTFT seen so far, at least `min_interval`):
+//! - at once, on any refusal: the limit is capped to the requests still in flight there (the
+//!   provider just showed it cannot take more than that);
 //! - if the provider pushed back (429, 529, 503, a timeout) or TTFT rose past
-//!   `mean + rtt_deviation_scale * stddev`: `limit *= decrease_ratio`, and slow start ends;
-//! - else, if demand reached the limit: in slow start `limit *= ramp_ratio`, otherwise
+//!   `mean + max(rtt_deviation_scale * stddev, min_rtt_rise * mean)`: `limit *= decrease_ratio`,
+//!   and slow start ends;
+//! - else, if demand reached the limit: in slow start, or after 3 quiet intervals while below
+//!   the level that worked before the last back-pressure, `limit *= ramp_ratio`; otherwise
 //!   `limit += 1`;
 //! - else, if the peak in-flight count stayed under half the limit: the limit decays toward
 //!   twice that peak (never below `initial`), and at `initial` slow start begins again.
@@ -19,6 +23,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// Intervals without back-pressure after which the limit climbs back quickly to the level
+/// that worked before.
+const RECOVERY_QUIET_INTERVALS: u32 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LimitConfig {
     pub initial: u32,
@@ -28,6 +36,8 @@ pub struct LimitConfig {
     /// Growth per interval during slow start.
     pub ramp_ratio: f64,
     pub rtt_deviation_scale: f64,
+    /// Smallest TTFT rise, as a share of the mean, that counts as back-pressure.
+    pub min_rtt_rise: f64,
     /// Weight of a new interval in the long-run TTFT mean and variance.
     pub ewma_alpha: f64,
     /// Shortest adjustment interval.
@@ -43,6 +53,7 @@ impl Default for LimitConfig {
             decrease_ratio: 0.9,
             ramp_ratio: 1.5,
             rtt_deviation_scale: 2.5,
+            min_rtt_rise: 0.5,
             ewma_alpha: 0.4,
             min_interval: Duration::from_millis(100),
         }
@@ -54,7 +65,9 @@ impl Default for LimitConfig {
 pub enum Outcome {
     /// The provider answered (its first byte, for streams) after this long.
     Answered(Duration),
-    /// The provider said it is overloaded or rate limited, or did not answer in time.
+    /// The provider refused the request: overloaded or rate limited (429, 503, 529).
+    Refused,
+    /// The provider did not answer in time.
     Backpressure,
     /// Anything else (refused connection, caller fault, server error): no signal about load.
     Neutral,
@@ -67,6 +80,10 @@ pub struct AimdLimit {
     in_flight: u32,
     slow_start: bool,
     peak: u32,
+    /// Intervals in a row without back-pressure.
+    quiet: u32,
+    /// The limit that worked before the last back-pressure (0: none to recover to).
+    recover_to: f64,
     // Long-run TTFT statistics (ms), updated once per interval.
     mean_ms: Option<f64>,
     var_ms: f64,
@@ -87,6 +104,8 @@ impl AimdLimit {
             in_flight: 0,
             slow_start: true,
             peak: 0,
+            quiet: 1,
+            recover_to: 0.0,
             mean_ms: None,
             var_ms: 0.0,
             interval_start: now,
@@ -128,7 +147,25 @@ impl AimdLimit {
                 self.sum_ms += ttft.as_secs_f64() * 1e3;
                 self.samples += 1;
             }
-            Outcome::Backpressure => self.backpressure = true,
+            Outcome::Refused | Outcome::Backpressure => {
+                if !self.backpressure && self.quiet > 0 {
+                    // The level that worked until now: after the trouble passes, the limit may
+                    // climb back to it quickly.
+                    self.recover_to = self.recover_to.max(self.limit * self.config.decrease_ratio);
+                }
+                self.backpressure = true;
+                self.slow_start = false;
+                if outcome == Outcome::Refused {
+                    // The provider refused while `in_flight` others were still running: its
+                    // capacity is at most about that. Cap at once instead of waiting an
+                    // interval, so that a burst of refusals does not keep refilling the slots
+                    // they free.
+                    let cap = f64::from(self.in_flight.max(self.config.min.max(1)));
+                    if cap < self.limit {
+                        self.limit = cap;
+                    }
+                }
+            }
             Outcome::Neutral => {}
         }
         self.maybe_adjust(now);
@@ -146,8 +183,14 @@ impl AimdLimit {
             return;
         }
         let current = (self.samples > 0).then(|| self.sum_ms / f64::from(self.samples));
+        // A rise must pass both the deviation test and a floor: with a steady provider the
+        // deviation tends to zero, and noise alone would otherwise read as overload.
         let too_slow = match (current, self.mean_ms) {
-            (Some(c), Some(m)) => c > m + self.config.rtt_deviation_scale * self.var_ms.sqrt(),
+            (Some(c), Some(m)) => {
+                c > m
+                    + (self.config.rtt_deviation_scale * self.var_ms.sqrt())
+                        .max(self.config.min_rtt_rise * m)
+            }
             _ => false,
         };
         let (min, max) = (
@@ -160,8 +203,19 @@ impl AimdLimit {
                 .floor()
                 .clamp(min, max);
             self.slow_start = false;
+            self.quiet = 0;
         } else if self.reached {
-            let grown = if self.slow_start {
+            self.quiet += 1;
+            // Quiet for a few intervals below the last level that worked: climb back fast.
+            let recovering = self.quiet >= RECOVERY_QUIET_INTERVALS && self.limit < self.recover_to;
+            if !recovering && self.limit >= self.recover_to {
+                self.recover_to = 0.0;
+            }
+            let grown = if recovering {
+                (self.limit * self.config.ramp_ratio)
+                    .ceil()
+                    .min(self.recover_to.floor().max(self.limit + 1.0))
+            } else if self.slow_start {
                 (self.limit * self.config.ramp_ratio).ceil()
             } else {
                 self.limit + 1.0
@@ -220,14 +274,14 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..intervals {
             let admitted: u32 = (0..demand).filter(|_| l.try_acquire()).count() as u32;
+            // Refusals come back at once, answers a TTFT later.
+            now += Duration::from_millis(1);
+            for _ in capacity.min(admitted)..admitted {
+                l.release(Outcome::Refused, now);
+            }
             now += ttft;
-            for i in 0..admitted {
-                let outcome = if i < capacity {
-                    Outcome::Answered(ttft)
-                } else {
-                    Outcome::Backpressure
-                };
-                l.release(outcome, now);
+            for _ in 0..capacity.min(admitted) {
+                l.release(Outcome::Answered(ttft), now);
             }
             out.push(l.limit());
         }
@@ -340,6 +394,87 @@ mod tests {
         now += Duration::from_millis(200);
         l.release(Outcome::Answered(Duration::from_secs(2)), now);
         assert!(l.limit() < before, "{} -> {}", before, l.limit());
+    }
+
+    #[test]
+    fn noise_on_a_steady_provider_is_not_back_pressure() {
+        let mut now = Instant::now();
+        let mut l = AimdLimit::new(
+            LimitConfig {
+                initial: 10,
+                ..cfg()
+            },
+            now,
+        );
+        for i in 0..200 {
+            let n = (0..40).filter(|_| l.try_acquire()).count();
+            now += Duration::from_millis(200);
+            let jitter = Duration::from_micros(200 + (i % 7) * 300);
+            for _ in 0..n {
+                l.release(Outcome::Answered(Duration::from_millis(200) + jitter), now);
+            }
+        }
+        assert!(
+            l.limit() >= 40,
+            "a steady provider's limit grows to the demand: {}",
+            l.limit()
+        );
+    }
+
+    #[test]
+    fn a_burst_of_refusals_caps_the_limit_to_what_the_provider_holds() {
+        let mut now = Instant::now();
+        let mut l = AimdLimit::new(
+            LimitConfig {
+                initial: 32,
+                min: 2,
+                max: 100,
+                ..LimitConfig::default()
+            },
+            now,
+        );
+        let admitted = (0..30).filter(|_| l.try_acquire()).count();
+        assert_eq!(admitted, 30);
+        // The provider takes 6 and refuses 24 at once.
+        now += Duration::from_millis(1);
+        for _ in 0..24 {
+            l.release(Outcome::Refused, now);
+        }
+        assert_eq!(l.limit(), 6);
+        assert!(!l.try_acquire(), "no slot freed by a refusal is refilled");
+    }
+
+    #[test]
+    fn after_a_passing_storm_the_limit_climbs_back_fast() {
+        let mut now = Instant::now();
+        let mut l = AimdLimit::new(
+            LimitConfig {
+                initial: 32,
+                min: 2,
+                max: 100,
+                ..LimitConfig::default()
+            },
+            now,
+        );
+        let ttft = Duration::from_millis(100);
+        // A storm of refusals drives the limit to its floor.
+        for _ in 0..10 {
+            let n = (0..40).filter(|_| l.try_acquire()).count();
+            now += ttft;
+            for _ in 0..n {
+                l.release(Outcome::Refused, now);
+            }
+        }
+        assert_eq!(l.limit(), 2);
+        // The storm passes: within ten intervals it is back near where it was.
+        for _ in 0..10 {
+            let n = (0..40).filter(|_| l.try_acquire()).count();
+            now += ttft;
+            for _ in 0..n {
+                l.release(Outcome::Answered(ttft), now);
+            }
+        }
+        assert!(l.limit() >= 30, "{}", l.limit());
     }
 
     #[test]

@@ -35,8 +35,14 @@ pub enum ApiError {
         message: String,
         body: Option<Bytes>,
     },
-    /// Every target failed or is at capacity (503).
+    /// Every target failed (503).
     Unavailable {
+        message: String,
+        retry_after: Duration,
+    },
+    /// Shed without trying any provider: every target at its concurrency limit, ejected or
+    /// cooling down (503, `code: "at_capacity"`, `x-should-retry: false`).
+    AtCapacity {
         message: String,
         retry_after: Duration,
     },
@@ -65,7 +71,9 @@ impl ApiError {
             ApiError::UpstreamRejected { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
             }
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::AtCapacity { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -144,6 +152,18 @@ impl ApiError {
                 None,
                 Some("upstream_unavailable"),
             ),
+            ApiError::AtCapacity {
+                message,
+                retry_after,
+            } => (
+                format!(
+                    "{message} Retry after {} s.",
+                    retry_after_secs(*retry_after)
+                ),
+                "server_error",
+                None,
+                Some("at_capacity"),
+            ),
             ApiError::DeadlineExceeded { message } => (
                 message.clone(),
                 "server_error",
@@ -188,11 +208,22 @@ impl IntoResponse for ApiError {
             self.body(),
         )
             .into_response();
-        if let ApiError::Unavailable { retry_after, .. } = &self {
-            let secs = retry_after_secs(*retry_after);
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
+        match &self {
+            ApiError::Unavailable { retry_after, .. }
+            | ApiError::AtCapacity { retry_after, .. } => {
+                let secs = retry_after_secs(*retry_after);
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
             }
+            _ => {}
+        }
+        if let ApiError::AtCapacity { .. } = &self {
+            // A deliberate shed: the official SDKs would otherwise retry it twice at once,
+            // turning one shed request into three.
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
         }
         response
     }
@@ -223,6 +254,10 @@ mod tests {
                 message: "down.".into(),
                 retry_after: Duration::from_millis(300),
             },
+            ApiError::AtCapacity {
+                message: "full.".into(),
+                retry_after: Duration::from_secs(2),
+            },
             ApiError::DeadlineExceeded {
                 message: "late".into(),
             },
@@ -233,7 +268,7 @@ mod tests {
         let statuses: Vec<u16> = cases.iter().map(|c| c.status().as_u16()).collect();
         assert_eq!(
             statuses,
-            [400, 401, 404, 404, 405, 408, 413, 422, 503, 504, 500]
+            [400, 401, 404, 404, 405, 408, 413, 422, 503, 503, 504, 500]
         );
         for c in &cases {
             let v: serde_json::Value = serde_json::from_slice(&c.body()).unwrap();

@@ -27,6 +27,9 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::health::{self, PENALTY, TargetHealth};
 
+/// Back-pressure answers in a row after which a target's Retry-After is honoured.
+const COOLDOWN_STREAK: u32 = 3;
+
 /// When nothing said when to come back.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -66,6 +69,7 @@ impl Permit {
         let mut s = self.health.lock();
         s.breaker.record_success(now);
         s.ewma.observe(ttft, now);
+        s.backpressure_streak = 0;
         self.recorded = true;
         self.outcome = Outcome::Answered(ttft);
     }
@@ -75,17 +79,31 @@ impl Permit {
         let mut s = self.health.lock();
         if signal.breaker_failure {
             s.breaker.record_failure(now, fastrand::f64());
-            s.ewma.penalize(PENALTY, now);
         } else {
+            // Up, if busy or refusing this request: the breaker has nothing against it.
             s.breaker.record_success(now);
         }
-        if let (Some(after), UpstreamErrorKind::Status(429 | 503 | 529)) = (e.retry_after, &e.kind)
-        {
-            let until = now + after.min(self.state.health.config.cooldown_max);
-            s.cooldown_until = Some(s.cooldown_until.map_or(until, |u| u.max(until)));
+        if signal.breaker_failure || signal.backpressure {
+            // A target that fails or refuses fast must not look fast to the balancer.
+            s.ewma.penalize(PENALTY, now);
+        }
+        if matches!(e.kind, UpstreamErrorKind::Status(429 | 503 | 529)) {
+            s.backpressure_streak += 1;
+            // Refusals among successes are the provider at its capacity: the concurrency limit
+            // backs off. Refusals in a row with nothing running mean its quota is gone:
+            // honour Retry-After.
+            // (Only when nothing else is running there: refusals while others succeed are
+            // the provider's capacity, not its quota.)
+            if let Some(after) = e.retry_after
+                && s.backpressure_streak >= COOLDOWN_STREAK
+                && s.outstanding <= 1
+            {
+                let until = now + after.min(self.state.health.config.cooldown_max);
+                s.cooldown_until = Some(s.cooldown_until.map_or(until, |u| u.max(until)));
+            }
         }
         self.recorded = true;
-        self.outcome = health::outcome(signal);
+        self.outcome = health::outcome(e);
         signal
     }
 
@@ -146,23 +164,14 @@ pub(crate) struct Failover {
 
 impl Failover {
     pub fn new(state: &Arc<AppState>, targets: Arc<[Target]>, deadline: Instant) -> Self {
-        let now = Instant::now();
-        state.health.global_deposit(now);
-        // Panic mode: with every breaker open, ejecting them all would refuse every request.
-        let panic = targets.len() > 1
-            && targets
-                .iter()
-                .all(|t| state.health.target(t).lock().breaker.is_open(now));
-        if panic {
-            state.metrics.panic_mode();
-        }
+        state.health.global_deposit(Instant::now());
         Self {
             state: Arc::clone(state),
             tried: vec![false; targets.len()],
             targets,
             attempts: 0,
             deadline,
-            panic,
+            panic: false,
             retry_after: None,
             last_error: None,
             skipped: Skipped::default(),
@@ -195,6 +204,25 @@ impl Failover {
                 Some(pick) => return Ok(pick),
                 None if self.skipped.budget => break,
                 None => continue,
+            }
+        }
+        // Panic mode: every target passed over because its breaker is open. Ejecting them all
+        // would refuse every request on what may be a fleet-wide signal; spread load instead.
+        let s = self.skipped;
+        if !self.panic
+            && self.attempts == 0
+            && s.ejected > 0
+            && s.capacity == 0
+            && s.cooldown == 0
+            && !s.budget
+        {
+            self.panic = true;
+            self.state.metrics.panic_mode();
+            self.skipped = Skipped::default();
+            for index in self.order() {
+                if let Some(pick) = self.try_take(index, now) {
+                    return Ok(pick);
+                }
             }
         }
         Err(self.exhausted())
@@ -395,19 +423,23 @@ impl Failover {
             .map_or_else(String::new, |e| format!(" Last failure: {}.", e.message));
         let n = self.targets.len();
         let s = self.skipped;
-        let message = if self.attempts == 0 && s.capacity > 0 {
+        let retry_after = self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+        if self.attempts == 0 {
             self.state.metrics.shed();
-            format!(
-                "Every provider for this model is at capacity right now ({n} target{} at their concurrency limit or cooling down).",
-                plural(n)
-            )
-        } else if self.attempts == 0 {
-            self.state.metrics.shed();
-            format!(
-                "Every provider for this model is unavailable right now ({n} target{} ejected or cooling down after failures).",
-                plural(n)
-            )
-        } else if s.budget {
+            let why = if s.capacity > 0 {
+                "at capacity right now: every target is at its concurrency limit, cooling down or ejected"
+            } else {
+                "unavailable right now: every target is ejected or cooling down after failures"
+            };
+            return ApiError::AtCapacity {
+                message: format!(
+                    "Every provider for this model is {why} ({n} target{}).",
+                    plural(n)
+                ),
+                retry_after,
+            };
+        }
+        let message = if s.budget {
             format!(
                 "The provider failed and the gateway's retry budget is spent, so it did not retry (to avoid multiplying load during an outage).{last}"
             )
@@ -420,7 +452,7 @@ impl Failover {
         };
         ApiError::Unavailable {
             message,
-            retry_after: self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+            retry_after,
         }
     }
 

@@ -30,6 +30,8 @@ pub struct TargetState {
     pub breaker: Breaker,
     pub ewma: PeakEwma,
     pub cooldown_until: Option<Instant>,
+    /// Back-pressure answers (429, 503, 529) in a row, without a success between them.
+    pub backpressure_streak: u32,
     pub outstanding: u32,
 }
 
@@ -84,7 +86,9 @@ impl ProviderHealth {
 pub struct Health {
     pub config: Resilience,
     breaker: BreakerConfig,
-    targets: RwLock<HashMap<(usize, String), Arc<TargetHealth>>>,
+    /// provider index -> model -> health; nested so that a lookup borrows the model name.
+    targets: RwLock<HashMap<usize, HashMap<String, Arc<TargetHealth>>>>,
+    tracked: std::sync::atomic::AtomicUsize,
     overflow: Arc<TargetHealth>,
     providers: Vec<ProviderHealth>,
     global: Mutex<RetryBudget>,
@@ -133,6 +137,7 @@ impl Health {
         let health = Self {
             breaker,
             targets: RwLock::new(HashMap::new()),
+            tracked: std::sync::atomic::AtomicUsize::new(0),
             overflow: Arc::new(Self::new_target("(untracked)".into(), breaker, &r, now)),
             providers,
             global: Mutex::new(RetryBudget::new(budget, now)),
@@ -158,36 +163,43 @@ impl Health {
                 breaker: Breaker::new(breaker, now),
                 ewma: PeakEwma::new(r.default_ttft, r.ewma_decay, now),
                 cooldown_until: None,
+                backpressure_streak: 0,
                 outstanding: 0,
             }),
         }
     }
 
     pub fn target(&self, t: &Target) -> Arc<TargetHealth> {
-        let key = (t.provider, t.model.clone());
-        if let Some(h) = self
-            .targets
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
         {
-            return Arc::clone(h);
+            let map = self
+                .targets
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(h) = map.get(&t.provider).and_then(|m| m.get(t.model.as_str())) {
+                return Arc::clone(h);
+            }
         }
         let mut map = self
             .targets
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= MAX_TRACKED_TARGETS && !map.contains_key(&key) {
+        let models = map.entry(t.provider).or_default();
+        if let Some(h) = models.get(t.model.as_str()) {
+            return Arc::clone(h);
+        }
+        if self.tracked.load(std::sync::atomic::Ordering::Relaxed) >= MAX_TRACKED_TARGETS {
             return Arc::clone(&self.overflow);
         }
-        Arc::clone(map.entry(key).or_insert_with(|| {
-            Arc::new(Self::new_target(
-                t.label(),
-                self.breaker,
-                &self.config,
-                Instant::now(),
-            ))
-        }))
+        self.tracked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let h = Arc::new(Self::new_target(
+            t.label(),
+            self.breaker,
+            &self.config,
+            Instant::now(),
+        ));
+        models.insert(t.model.clone(), Arc::clone(&h));
+        h
     }
 
     pub fn provider(&self, index: usize) -> Option<&ProviderHealth> {
@@ -211,6 +223,7 @@ impl Health {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out: Vec<_> = map
             .values()
+            .flat_map(HashMap::values)
             .map(|h| {
                 let s = h.lock();
                 (
@@ -245,9 +258,13 @@ pub fn signal(e: &UpstreamError) -> Signal {
         | UpstreamErrorKind::StreamError => false,
     };
     // The request's own deadline says nothing about the provider; a caller fault shows the
-    // provider is up.
-    let breaker_failure =
-        e.fault() == Fault::Provider && e.kind != UpstreamErrorKind::DeadlineExceeded;
+    // provider is up; a 429 says "slower", which is the concurrency limit's and the
+    // cool-down's business, not a reason to eject a provider that is answering.
+    let breaker_failure = e.fault() == Fault::Provider
+        && !matches!(
+            e.kind,
+            UpstreamErrorKind::DeadlineExceeded | UpstreamErrorKind::Status(429)
+        );
     Signal {
         breaker_failure,
         backpressure,
@@ -255,11 +272,11 @@ pub fn signal(e: &UpstreamError) -> Signal {
 }
 
 /// Outcome for the limiter.
-pub fn outcome(s: Signal) -> Outcome {
-    if s.backpressure {
-        Outcome::Backpressure
-    } else {
-        Outcome::Neutral
+pub fn outcome(e: &UpstreamError) -> Outcome {
+    match e.kind {
+        UpstreamErrorKind::Status(429 | 503 | 529) => Outcome::Refused,
+        _ if signal(e).backpressure => Outcome::Backpressure,
+        _ => Outcome::Neutral,
     }
 }
 

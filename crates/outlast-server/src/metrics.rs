@@ -36,6 +36,11 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Upstream attempts so far (drills read it to measure amplification).
+    pub fn upstream_attempts(&self) -> u64 {
+        self.upstream_attempts.load(Ordering::Relaxed)
+    }
+
     pub fn upstream_attempt(&self) {
         self.upstream_attempts.fetch_add(1, Ordering::Relaxed);
     }

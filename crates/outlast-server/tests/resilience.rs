@@ -78,13 +78,11 @@ async fn retry_after_cools_a_target_down_for_that_long() {
     let b = sim("b").await;
     let gw = gateway(config(&[("a", &a), ("b", &b)], "")).await;
     let c = client();
-    assert_eq!(
-        header(
-            &post(&c, &gw, &chat_body("chat")).await,
-            "x-outlast-attempts"
-        ),
-        "2"
-    );
+    // Three refusals in a row: the provider's quota is gone, not just busy.
+    for _ in 0..3 {
+        let r = post(&c, &gw, &chat_body("chat")).await;
+        assert_eq!(header(&r, "x-outlast-attempts"), "2");
+    }
     let hits = a.stats().requests;
     // The simulator said retry-after: 1. Within that second the target is left alone.
     for _ in 0..10 {
@@ -139,6 +137,11 @@ async fn when_every_target_is_at_capacity_the_excess_is_shed_at_once() {
     let took = started.elapsed();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        header(&r, "x-should-retry"),
+        "false",
+        "SDKs must not retry a deliberate shed at once"
+    );
     let v: Value = r.json().await.unwrap();
     assert!(
         v["error"]["message"]

@@ -165,6 +165,12 @@ impl SimHandle {
         self.state.stats()
     }
 
+    /// The highest in-flight count since the last call, reset to the current count.
+    pub fn take_max_in_flight(&self) -> u32 {
+        let now = self.state.in_flight.load(Ordering::Relaxed);
+        self.state.max_in_flight.swap(now, Ordering::AcqRel)
+    }
+
     /// The JSON body of the last request this simulator received.
     pub fn last_request(&self) -> Option<serde_json::Value> {
         let body = self.state.last_request.lock().ok()?.clone()?;

@@ -43,6 +43,24 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run one simulated provider.
     Sim(sim::SimArgs),
+    /// Run a drill: simulated providers, a timeline of faults and client load; print what
+    /// clients saw per phase.
+    Scenario(ScenarioArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ScenarioArgs {
+    /// Scenario file (TOML), e.g. scenarios/2024-06-04.toml.
+    file: PathBuf,
+    /// Multiply every time in the scenario (0.5 runs it twice as fast).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Run it twice, with the cascade guard on and off, and print both reports.
+    #[arg(long)]
+    compare_guard: bool,
+    /// Force the cascade guard on or off.
+    #[arg(long)]
+    cascade_guard: Option<bool>,
 }
 
 fn init_logging() {
@@ -82,7 +100,54 @@ fn main() -> ExitCode {
             init_logging();
             runtime.block_on(sim::run(args))
         }
+        Command::Scenario(args) => {
+            if std::env::var_os("OUTLAST_LOG").is_some() {
+                init_logging();
+            }
+            runtime.block_on(scenario(args))
+        }
     }
+}
+
+async fn scenario(args: ScenarioArgs) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("outlast scenario: cannot read {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let scenario = match outlast_drill::Scenario::parse(&text) {
+        Ok(s) => s.scaled(args.time_scale),
+        Err(e) => {
+            eprintln!("outlast scenario: {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", scenario.name);
+    if let Some(d) = &scenario.description {
+        println!("{}", d.trim());
+    }
+    let guards: Vec<Option<bool>> = if args.compare_guard {
+        vec![Some(true), Some(false)]
+    } else {
+        vec![args.cascade_guard]
+    };
+    for guard in guards {
+        println!();
+        let opts = outlast_drill::RunOptions {
+            cascade_guard: guard,
+            progress: true,
+        };
+        match outlast_drill::run(&scenario, &opts).await {
+            Ok(report) => println!("\n{report}"),
+            Err(e) => {
+                eprintln!("outlast scenario: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
