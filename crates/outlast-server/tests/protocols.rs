@@ -381,3 +381,95 @@ async fn gemini_prompt_block_and_thinking_tokens() {
     let v: Value = post(&client(), &gw, &body).await.json().await.unwrap();
     assert_eq!(v["choices"][0]["finish_reason"], "length");
 }
+
+#[tokio::test]
+async fn inbound_messages_api_routed_to_openai_and_gemini_targets() {
+    for p in [SimProtocol::Openai, SimProtocol::Gemini] {
+        let (_sim, gw) = one(p, Faults::default()).await;
+        let c = client();
+        let body = json!({"model": "chat", "max_tokens": 64, "system": "Be terse.",
+            "messages": [{"role": "user", "content": "Hello"}]});
+        let r = c
+            .post(gw.url("/v1/messages"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["stop_reason"], "end_turn", "{p:?}");
+        assert!(
+            v["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[native]")
+        );
+        let mut s = body.clone();
+        s["stream"] = json!(true);
+        let text = c
+            .post(gw.url("/v1/messages"))
+            .json(&s)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(names.first(), Some(&"message_start"));
+        assert_eq!(
+            &names[names.len() - 3..],
+            &["content_block_stop", "message_delta", "message_stop"],
+            "{p:?}"
+        );
+        // Tools: a tool_use answer, then the tool_result turn.
+        let tools = json!([{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+        let t = json!({"model": "chat", "max_tokens": 64, "tools": tools, "messages": [{"role": "user", "content": "Weather?"}]});
+        let v: Value = c
+            .post(gw.url("/v1/messages"))
+            .json(&t)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["stop_reason"], "tool_use", "{p:?}: {v}");
+        let tu = v["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "tool_use")
+            .unwrap()
+            .clone();
+        assert_eq!(tu["input"], json!({"city": "sample"}));
+        let t2 = json!({"model": "chat", "max_tokens": 64, "tools": tools, "messages": [
+            {"role": "user", "content": "Weather?"}, {"role": "assistant", "content": [tu.clone()]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tu["id"], "content": "18C"}]}]});
+        let r = c
+            .post(gw.url("/v1/messages"))
+            .json(&t2)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{p:?}");
+    }
+    // Errors use Anthropic's body.
+    let (_sim, gw) = one(SimProtocol::Openai, Faults::default()).await;
+    let r = client().post(gw.url("/v1/messages")).json(&json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "not_found_error");
+    let r = client()
+        .post(gw.url("/v1/messages"))
+        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

@@ -2,6 +2,7 @@
 //! Wire types in `wire`, the two conversions in `convert`, the stream state machine in `stream`.
 
 pub mod convert;
+pub mod inbound;
 pub mod stream;
 pub mod wire;
 
