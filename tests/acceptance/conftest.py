@@ -82,14 +82,16 @@ def stop_process(proc: subprocess.Popen) -> None:
 class Sim:
     """One `outlast sim` process with a separate control listener."""
 
-    def __init__(self, binary: Path, name: str, logdir: Path, *extra: str):
+    def __init__(self, binary: Path, name: str, logdir: Path, *extra: str,
+                 protocol: str = "openai"):
         self.name = name
+        self.protocol = protocol
         self.port = free_port()
         self.control_port = free_port()
         self.log = logdir / f"sim-{name}-{self.port}.log"
         self._logf = open(self.log, "wb")
         self.proc = subprocess.Popen(
-            [str(binary), "sim", "--protocol", "openai",
+            [str(binary), "sim", "--protocol", protocol,
              "--listen", f"{HOST}:{self.port}",
              "--control", f"{HOST}:{self.control_port}",
              "--name", name, *extra],
@@ -105,7 +107,9 @@ class Sim:
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}/v1"
+        # OpenAI's base includes the version; Anthropic's and Gemini's are the API root.
+        root = f"http://{HOST}:{self.port}"
+        return f"{root}/v1" if self.protocol == "openai" else root
 
     def faults(self) -> dict:
         r = self.control.get("/_sim/faults")
@@ -153,7 +157,7 @@ def gateway_config(port: int, data_dir: Path, providers: list[Sim], routes: dict
     if api_keys:
         lines += ["[auth]", "api_keys = [" + ", ".join(json.dumps(k) for k in api_keys) + "]", ""]
     for sim in providers:
-        lines += ["[[providers]]", f'name = "{sim.name}"', 'protocol = "openai"',
+        lines += ["[[providers]]", f'name = "{sim.name}"', f'protocol = "{sim.protocol}"',
                   f'base_url = "{sim.base_url}"',
                   'models = ["gpt-4o-mini", "text-embedding-3-small"]', ""]
     for model, targets in routes.items():
@@ -225,8 +229,8 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def start_sim(outlast_bin, workdir, request):
     """Factory: start a sim that lives until the end of the session."""
-    def start(name: str, *extra: str) -> Sim:
-        sim = Sim(outlast_bin, name, workdir, *extra)
+    def start(name: str, *extra: str, protocol: str = "openai") -> Sim:
+        sim = Sim(outlast_bin, name, workdir, *extra, protocol=protocol)
         request.addfinalizer(sim.stop)
         return sim
     return start
