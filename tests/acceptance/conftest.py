@@ -82,14 +82,16 @@ def stop_process(proc: subprocess.Popen) -> None:
 class Sim:
     """One `outlast sim` process with a separate control listener."""
 
-    def __init__(self, binary: Path, name: str, logdir: Path, *extra: str):
+    def __init__(self, binary: Path, name: str, logdir: Path, *extra: str,
+                 protocol: str = "openai"):
         self.name = name
+        self.protocol = protocol
         self.port = free_port()
         self.control_port = free_port()
         self.log = logdir / f"sim-{name}-{self.port}.log"
         self._logf = open(self.log, "wb")
         self.proc = subprocess.Popen(
-            [str(binary), "sim", "--protocol", "openai",
+            [str(binary), "sim", "--protocol", protocol,
              "--listen", f"{HOST}:{self.port}",
              "--control", f"{HOST}:{self.control_port}",
              "--name", name, *extra],
@@ -105,7 +107,9 @@ class Sim:
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}/v1"
+        # OpenAI's base includes the version; Anthropic's and Gemini's are the API root.
+        root = f"http://{HOST}:{self.port}"
+        return f"{root}/v1" if self.protocol == "openai" else root
 
     def faults(self) -> dict:
         r = self.control.get("/_sim/faults")
@@ -150,10 +154,13 @@ def gateway_config(port: int, data_dir: Path, providers: list[Sim], routes: dict
         lines += [extra_server]
     lines += ["", "[upstream]", 'connect_timeout = "1s"', 'first_byte_timeout = "5s"',
               'request_timeout = "20s"', ""]
+    # Tests take providers down and bring them back in quick succession: keep the breakers'
+    # probation short so each test starts from a fleet the gateway trusts again.
+    lines += ["[resilience]", 'ejection_base = "50ms"', 'ejection_max = "100ms"', ""]
     if api_keys:
         lines += ["[auth]", "api_keys = [" + ", ".join(json.dumps(k) for k in api_keys) + "]", ""]
     for sim in providers:
-        lines += ["[[providers]]", f'name = "{sim.name}"', 'protocol = "openai"',
+        lines += ["[[providers]]", f'name = "{sim.name}"', f'protocol = "{sim.protocol}"',
                   f'base_url = "{sim.base_url}"',
                   'models = ["gpt-4o-mini", "text-embedding-3-small"]', ""]
     for model, targets in routes.items():
@@ -225,8 +232,8 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def start_sim(outlast_bin, workdir, request):
     """Factory: start a sim that lives until the end of the session."""
-    def start(name: str, *extra: str) -> Sim:
-        sim = Sim(outlast_bin, name, workdir, *extra)
+    def start(name: str, *extra: str, protocol: str = "openai") -> Sim:
+        sim = Sim(outlast_bin, name, workdir, *extra, protocol=protocol)
         request.addfinalizer(sim.stop)
         return sim
     return start
@@ -261,7 +268,18 @@ def client(gateway) -> openai.OpenAI:
 
 @pytest.fixture(autouse=True)
 def restore_faults(request):
-    """After each test, put back every session sim the test used to its starting faults."""
+    """Before each test that uses the shared gateway, wait until the primary answers through it
+    again (a previous test may have left its breaker open); after each test, put back every
+    session sim the test used to its starting faults."""
+    if "client" in request.fixturenames and "primary" in request.fixturenames:
+        client = request.getfixturevalue("client")
+
+        def primary_serves() -> bool:
+            raw = client.chat.completions.with_raw_response.create(
+                model="chat", messages=[{"role": "user", "content": "ping"}])
+            return raw.headers.get("x-outlast-target", "").startswith("primary/")
+
+        wait_until(primary_serves, 5, "the primary to serve through the gateway again")
     yield
     for name in ("primary", "backup"):
         if name in request.fixturenames:

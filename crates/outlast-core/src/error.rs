@@ -39,6 +39,10 @@ pub enum UpstreamErrorKind {
     Malformed,
     /// The provider reported an error inside a stream that had started with 200.
     StreamError,
+    /// This target's protocol cannot express something the request asks for (for example
+    /// `n > 1` on Anthropic). Nothing was sent; the next target may be able to, so it fails
+    /// over, but it says nothing about the provider's health.
+    Unsupported,
 }
 
 /// A failed upstream attempt.
@@ -73,7 +77,8 @@ impl UpstreamError {
             | UpstreamErrorKind::Stalled
             | UpstreamErrorKind::BodyBroken
             | UpstreamErrorKind::Malformed
-            | UpstreamErrorKind::StreamError => Fault::Provider,
+            | UpstreamErrorKind::StreamError
+            | UpstreamErrorKind::Unsupported => Fault::Provider,
             UpstreamErrorKind::Status(status) => classify_status(status),
         }
     }
@@ -121,5 +126,6 @@ mod tests {
         assert!(!e.fails_over());
         assert!(UpstreamError::new(UpstreamErrorKind::Connect, "refused").fails_over());
         assert!(!UpstreamError::new(UpstreamErrorKind::Status(400), "bad").fails_over());
+        assert!(UpstreamError::new(UpstreamErrorKind::Unsupported, "n>1").fails_over());
     }
 }

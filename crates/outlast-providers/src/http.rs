@@ -204,8 +204,57 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     })
 }
 
+/// An RFC 3339 UTC timestamp (`2025-08-21T12:40:59Z`, fractions allowed) as seconds since the
+/// Unix epoch. Anthropic's rate-limit resets use this form.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (date, time) = s.split_once(['T', 't'])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (time, offset) = match time.find(['Z', 'z', '+', '-']) {
+        Some(i) => time.split_at(i),
+        None => return None,
+    };
+    let mut t = time.splitn(3, ':');
+    let h = t.next()?.parse::<i64>().ok()?;
+    let min = t.next()?.parse::<i64>().ok()?;
+    let sec = t.next()?.split('.').next()?.parse::<i64>().ok()?;
+    let offset_secs = match offset.get(..1)? {
+        "Z" | "z" => 0,
+        sign => {
+            let (oh, om) = offset.get(1..)?.split_once(':')?;
+            let v = oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60;
+            if sign == "-" { -v } else { v }
+        }
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + min * 60 + sec - offset_secs;
+    u64::try_from(secs).ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_timestamps_parse() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2025-08-21T12:40:59Z"), Some(1_755_780_059));
+        assert_eq!(
+            parse_rfc3339("2025-08-21T14:40:59.5+02:00"),
+            Some(1_755_780_059)
+        );
+        assert_eq!(parse_rfc3339("soon"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -5,9 +5,12 @@
 //! Every call returns either an OpenAI-shaped reply or an [`UpstreamError`] that says whose
 //! fault it was, so the router decides failover without knowing any protocol.
 
+pub mod anthropic;
+pub mod gemini;
 mod http;
 pub mod openai;
 pub mod sse;
+mod translate;
 
 use std::time::Duration;
 
@@ -16,7 +19,8 @@ use outlast_config::{Protocol, ProviderConfig, UpstreamSettings};
 use outlast_core::{ChatRequest, EmbeddingsRequest, UpstreamError, Usage};
 use tokio::time::Instant;
 
-pub use http::build_client;
+pub use http::{build_client, parse_rfc3339, retry_after};
+pub use translate::{Translate, TranslatedStream};
 
 /// A complete, non-streaming answer, already in OpenAI's wire format.
 #[derive(Debug, Clone)]
@@ -71,6 +75,8 @@ impl AttemptLimits {
 #[derive(Debug, Clone)]
 pub enum Provider {
     Openai(openai::OpenAi),
+    Anthropic(anthropic::Anthropic),
+    Gemini(gemini::Gemini),
 }
 
 /// Why a provider could not be built from its configuration.
@@ -94,8 +100,7 @@ impl std::fmt::Display for UnsupportedProtocol {
 /// Whether this build speaks `protocol`.
 pub fn supports(protocol: Protocol) -> bool {
     match protocol {
-        Protocol::Openai => true,
-        Protocol::Anthropic | Protocol::Gemini => false,
+        Protocol::Openai | Protocol::Anthropic | Protocol::Gemini => true,
     }
 }
 
@@ -103,10 +108,8 @@ impl Provider {
     pub fn from_config(config: &ProviderConfig) -> Result<Self, UnsupportedProtocol> {
         match config.protocol {
             Protocol::Openai => Ok(Provider::Openai(openai::OpenAi::new(config))),
-            Protocol::Anthropic | Protocol::Gemini => Err(UnsupportedProtocol {
-                provider: config.name.clone(),
-                protocol: config.protocol,
-            }),
+            Protocol::Anthropic => Ok(Provider::Anthropic(anthropic::Anthropic::new(config))),
+            Protocol::Gemini => Ok(Provider::Gemini(gemini::Gemini::new(config))),
         }
     }
 
@@ -118,6 +121,8 @@ impl Provider {
     ) -> Result<Reply, UpstreamError> {
         match self {
             Provider::Openai(p) => p.chat(client, req, limits).await,
+            Provider::Anthropic(p) => p.chat(client, req, limits).await,
+            Provider::Gemini(p) => p.chat(client, req, limits).await,
         }
     }
 
@@ -129,6 +134,8 @@ impl Provider {
     ) -> Result<ChatStream, UpstreamError> {
         match self {
             Provider::Openai(p) => p.chat_stream(client, req, limits).await,
+            Provider::Anthropic(p) => p.chat_stream(client, req, limits).await,
+            Provider::Gemini(p) => p.chat_stream(client, req, limits).await,
         }
     }
 
@@ -140,6 +147,13 @@ impl Provider {
     ) -> Result<Reply, UpstreamError> {
         match self {
             Provider::Openai(p) => p.embeddings(client, req, limits).await,
+            Provider::Anthropic(_) | Provider::Gemini(_) => Err(UpstreamError::new(
+                outlast_core::UpstreamErrorKind::Unsupported,
+                format!(
+                    "{}: embeddings are only available over the openai protocol",
+                    req.model
+                ),
+            )),
         }
     }
 }
@@ -148,6 +162,8 @@ impl Provider {
 #[derive(Debug)]
 pub enum ChatStream {
     Openai(openai::OpenAiStream),
+    Anthropic(TranslatedStream<anthropic::AnthropicTranslator>),
+    Gemini(TranslatedStream<gemini::GeminiTranslator>),
 }
 
 impl ChatStream {
@@ -156,6 +172,8 @@ impl ChatStream {
     pub async fn next(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
         match self {
             ChatStream::Openai(s) => s.next().await,
+            ChatStream::Anthropic(s) => s.next().await,
+            ChatStream::Gemini(s) => s.next().await,
         }
     }
 
@@ -163,6 +181,24 @@ impl ChatStream {
     pub fn next_ready(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
         match self {
             ChatStream::Openai(s) => s.next_ready(),
+            ChatStream::Anthropic(s) => s.next_ready(),
+            ChatStream::Gemini(s) => s.next_ready(),
         }
     }
+}
+
+/// Extra headers from the provider's configuration, marked sensitive (they may hold keys).
+pub(crate) fn config_headers(
+    config: &ProviderConfig,
+) -> Vec<(::http::HeaderName, ::http::HeaderValue)> {
+    config
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = ::http::HeaderName::from_bytes(k.as_bytes()).ok()?;
+            let mut value = ::http::HeaderValue::from_str(v.expose()).ok()?;
+            value.set_sensitive(true);
+            Some((name, value))
+        })
+        .collect()
 }

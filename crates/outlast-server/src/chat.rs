@@ -194,8 +194,46 @@ async fn open_stream(
 
 async fn stream(
     state: &Arc<AppState>,
+    req: ChatRequest,
+    failover: Failover,
+) -> Result<Response, ApiError> {
+    stream_with(state, req, failover, OpenAiEncoder).await
+}
+
+/// How relayed stream items are written for the client: OpenAI's SSE, or another API's.
+pub(crate) trait Encoder: Send + 'static {
+    /// One OpenAI chunk (JSON) of the answer.
+    fn chunk(&mut self, data: &[u8], out: &mut BytesMut);
+    /// The answer is complete.
+    fn done(&mut self, out: &mut BytesMut);
+    /// The answer broke and cannot be continued.
+    fn error(&mut self, e: &UpstreamError, out: &mut BytesMut);
+}
+
+/// OpenAI's own stream: the chunks as they are, `[DONE]`, or an error event.
+struct OpenAiEncoder;
+
+impl Encoder for OpenAiEncoder {
+    fn chunk(&mut self, data: &[u8], out: &mut BytesMut) {
+        frame(out, data);
+    }
+
+    fn done(&mut self, out: &mut BytesMut) {
+        out.put_slice(DONE);
+    }
+
+    fn error(&mut self, e: &UpstreamError, out: &mut BytesMut) {
+        out.put_slice(&broken_stream_event(e));
+    }
+}
+
+/// Open a stream on the first target that produces an event and relay it to the client,
+/// resuming on the next target if it breaks mid-answer.
+pub(crate) async fn stream_with<E: Encoder>(
+    state: &Arc<AppState>,
     mut req: ChatRequest,
     mut failover: Failover,
+    encoder: E,
 ) -> Result<Response, ApiError> {
     let (upstream, first, target) = open_stream(state, &mut req, &mut failover).await?;
     let attempts = failover.attempts();
@@ -215,6 +253,7 @@ async fn stream(
             identity: None,
             continuing: false,
         }),
+        encoder,
         finished: false,
     };
     let body = futures_util::stream::unfold(relay, |mut r| async move {
@@ -264,7 +303,7 @@ struct Resume {
     continuing: bool,
 }
 
-struct Relay {
+struct Relay<E> {
     state: Arc<AppState>,
     upstream: ChatStream,
     /// An item taken from upstream but not yet relayed.
@@ -274,10 +313,11 @@ struct Relay {
     target: Pick,
     /// `None` once the stream can no longer be resumed.
     resume: Option<Resume>,
+    encoder: E,
     finished: bool,
 }
 
-impl Relay {
+impl<E: Encoder> Relay<E> {
     /// The next bytes for the client: every event already at hand, framed together, so that
     /// a burst from the provider leaves in one write instead of one write per event.
     async fn next_frame(&mut self) -> Option<Bytes> {
@@ -299,7 +339,7 @@ impl Relay {
                 Some(Ok(StreamItem::Done)) => {
                     self.finished = true;
                     self.permit = None;
-                    out.put_slice(DONE);
+                    self.encoder.done(&mut out);
                 }
                 Some(Err(e)) if !out.is_empty() => {
                     // Send what arrived before the failure first.
@@ -317,7 +357,8 @@ impl Relay {
                     self.finished = true;
                     self.state.metrics.stream_broken();
                     tracing::warn!(error = %e.message, "stream broke after the answer started");
-                    return Some(broken_stream_event(&e));
+                    self.encoder.error(&e, &mut out);
+                    return Some(out.freeze());
                 }
                 None => return (!out.is_empty()).then(|| out.freeze()),
             }
@@ -328,11 +369,11 @@ impl Relay {
     /// opening role chunk is dropped).
     fn relay_chunk(&mut self, chunk: outlast_providers::Chunk, out: &mut BytesMut) {
         let Some(resume) = &mut self.resume else {
-            return frame(out, &chunk.data);
+            return self.encoder.chunk(&chunk.data, out);
         };
         if chunk.unresumable {
             self.resume = None;
-            return frame(out, &chunk.data);
+            return self.encoder.chunk(&chunk.data, out);
         }
         if resume.identity.is_none() {
             resume.identity = serde_json::from_slice::<Value>(&chunk.data).ok().map(|v| {
@@ -344,11 +385,11 @@ impl Relay {
             if let Some(t) = &chunk.text {
                 resume.text.push_str(t);
             }
-            return frame(out, &chunk.data);
+            return self.encoder.chunk(&chunk.data, out);
         }
         // A continuation: present it under the original stream's identity.
         let Ok(mut v) = serde_json::from_slice::<Value>(&chunk.data) else {
-            return frame(out, &chunk.data);
+            return self.encoder.chunk(&chunk.data, out);
         };
         let is_opening = chunk.text.is_none()
             && v.pointer("/choices/0/finish_reason")
@@ -365,7 +406,7 @@ impl Relay {
             o.insert("created".into(), created.clone());
             o.insert("model".into(), model.clone());
         }
-        frame(out, v.to_string().as_bytes());
+        self.encoder.chunk(v.to_string().as_bytes(), out);
     }
 
     /// Continue on the next target with the partial answer as an assistant prefix.

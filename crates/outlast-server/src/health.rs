@@ -252,6 +252,7 @@ pub fn signal(e: &UpstreamError) -> Signal {
         UpstreamErrorKind::Status(s) => matches!(s, 429 | 503 | 529),
         UpstreamErrorKind::FirstByteTimeout | UpstreamErrorKind::Stalled => true,
         UpstreamErrorKind::Connect
+        | UpstreamErrorKind::Unsupported
         | UpstreamErrorKind::DeadlineExceeded
         | UpstreamErrorKind::BodyBroken
         | UpstreamErrorKind::Malformed
@@ -263,7 +264,9 @@ pub fn signal(e: &UpstreamError) -> Signal {
     let breaker_failure = e.fault() == Fault::Provider
         && !matches!(
             e.kind,
-            UpstreamErrorKind::DeadlineExceeded | UpstreamErrorKind::Status(429)
+            UpstreamErrorKind::DeadlineExceeded
+                | UpstreamErrorKind::Unsupported
+                | UpstreamErrorKind::Status(429)
         );
     Signal {
         breaker_failure,

@@ -10,6 +10,7 @@ pub mod error;
 mod failover;
 mod handlers;
 pub mod health;
+mod messages;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -81,6 +82,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/chat/completions", post(chat::chat_completions))
+        .route("/v1/messages", post(messages::messages))
         .route("/v1/embeddings", post(handlers::embeddings))
         .route("/v1/models", get(handlers::models))
         .route("/v1/models/{*id}", get(handlers::model))

@@ -320,11 +320,11 @@ async fn equal_preference_targets_share_load() {
     assert_eq!(na + nb, 60);
     assert!(na >= 10 && nb >= 10, "both serve: a={na} b={nb}");
     // A slow member gets less.
-    b.update(|f| f.latency = Duration::from_millis(300));
-    let before_b = b.stats().answered;
-    for _ in 0..40 {
+    b.update(|f| f.latency = Duration::from_secs(1));
+    let before_b = b.stats().requests;
+    for _ in 0..20 {
         post(&c, &gw, &chat_body("chat")).await;
     }
-    let to_b = b.stats().answered - before_b;
-    assert!(to_b <= 10, "the slow member got {to_b} of 40");
+    let to_b = b.stats().requests - before_b;
+    assert!(to_b <= 5, "the slow member got {to_b} of 20");
 }

@@ -6,9 +6,12 @@
 //! or over HTTP at `/_sim/faults` (on the main listener, or on a separate control listener so
 //! that a simulator that is hard down can still be brought back).
 
+mod anthropic;
 mod control;
 mod faults;
+mod gemini;
 mod openai;
+mod play;
 mod text;
 
 use std::net::SocketAddr;
@@ -23,11 +26,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use faults::Faults;
+pub use gemini::BLOCK_MARKER as GEMINI_BLOCK_MARKER;
 
 /// Wire protocol a simulator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SimProtocol {
     Openai,
+    Anthropic,
+    Gemini,
 }
 
 #[derive(Debug, Clone)]
@@ -44,8 +50,20 @@ pub struct SimConfig {
 
 impl SimConfig {
     pub fn openai(name: impl Into<String>) -> Self {
+        Self::new(SimProtocol::Openai, name)
+    }
+
+    pub fn anthropic(name: impl Into<String>) -> Self {
+        Self::new(SimProtocol::Anthropic, name)
+    }
+
+    pub fn gemini(name: impl Into<String>) -> Self {
+        Self::new(SimProtocol::Gemini, name)
+    }
+
+    pub fn new(protocol: SimProtocol, name: impl Into<String>) -> Self {
         Self {
-            protocol: SimProtocol::Openai,
+            protocol,
             name: name.into(),
             api_key: None,
             models: None,
@@ -139,11 +157,17 @@ impl SimHandle {
         self.addr
     }
 
-    /// The base URL a gateway is configured with (`http://addr/v1` for OpenAI).
+    /// The base URL a gateway is configured with: `http://addr/v1` for OpenAI (the version is
+    /// part of its base), the API root for Anthropic and Gemini.
     pub fn base_url(&self) -> String {
         match self.state.config.protocol {
             SimProtocol::Openai => format!("http://{}/v1", self.addr),
+            SimProtocol::Anthropic | SimProtocol::Gemini => format!("http://{}", self.addr),
         }
+    }
+
+    pub fn protocol(&self) -> SimProtocol {
+        self.state.config.protocol
     }
 
     pub fn faults(&self) -> Faults {
@@ -232,6 +256,8 @@ pub async fn start_control(listen: SocketAddr, handle: &SimHandle) -> std::io::R
 fn router(state: Arc<SimState>) -> Router {
     match state.config.protocol {
         SimProtocol::Openai => openai::router(state),
+        SimProtocol::Anthropic => anthropic::router(state),
+        SimProtocol::Gemini => gemini::router(state),
     }
 }
 

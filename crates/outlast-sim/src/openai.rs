@@ -31,10 +31,10 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
 }
 
 /// Holds one unit of the simulator's concurrency while a request is served.
-struct InFlight(Arc<SimState>);
+pub(crate) struct InFlight(Arc<SimState>);
 
 impl InFlight {
-    fn enter(state: &Arc<SimState>, capacity: Option<u32>) -> Option<Self> {
+    pub(crate) fn enter(state: &Arc<SimState>, capacity: Option<u32>) -> Option<Self> {
         let now = state.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         if capacity.is_some_and(|c| now > c) {
             state.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -51,7 +51,7 @@ impl Drop for InFlight {
     }
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

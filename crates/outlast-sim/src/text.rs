@@ -108,3 +108,23 @@ pub fn sample_arguments(parameters: Option<&Value>) -> String {
     }
     Value::Object(args).to_string()
 }
+
+/// Tokens of an answer already given as a trailing assistant prefix (providers that support
+/// prefill continue after it).
+pub fn prefix_tokens(text: Option<String>) -> u32 {
+    text.map_or(0, |t| t.split_whitespace().count() as u32)
+}
+
+/// The text of a message's content: a string, or the `text` of its text parts/blocks.
+pub fn content_text(content: Option<&Value>) -> Option<String> {
+    match content? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+        ),
+        _ => None,
+    }
+}

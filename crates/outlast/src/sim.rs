@@ -90,10 +90,8 @@ impl SimArgs {
 pub async fn run(args: SimArgs) -> ExitCode {
     let protocol = match args.protocol {
         ProtocolArg::Openai => SimProtocol::Openai,
-        ProtocolArg::Anthropic | ProtocolArg::Gemini => {
-            eprintln!("outlast sim: only --protocol openai is available in this build");
-            return ExitCode::FAILURE;
-        }
+        ProtocolArg::Anthropic => SimProtocol::Anthropic,
+        ProtocolArg::Gemini => SimProtocol::Gemini,
     };
     let config = SimConfig {
         protocol,

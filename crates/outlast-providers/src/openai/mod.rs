@@ -13,6 +13,7 @@ use outlast_config::ProviderConfig;
 use outlast_core::{ChatRequest, EmbeddingsRequest, UpstreamError, UpstreamErrorKind};
 
 pub use stream::OpenAiStream;
+pub(crate) use wire::{explain_error, shorten};
 
 use crate::http::{read_success_body, send, status_error};
 use crate::{AttemptLimits, ChatStream, Reply};
