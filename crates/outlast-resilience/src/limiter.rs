@@ -6,7 +6,8 @@
 //! - at once, on any refusal: the limit is capped to the requests still in flight there (the
 //!   provider just showed it cannot take more than that);
 //! - if the provider pushed back (429, 529, 503, a timeout) or TTFT rose past
-//!   `mean + max(rtt_deviation_scale * stddev, min_rtt_rise * mean)`: `limit *= decrease_ratio`,
+//!   `mean + max(rtt_deviation_scale * stddev, min_rtt_rise * mean, 50 ms)`:
+//!   `limit *= decrease_ratio`,
 //!   and slow start ends;
 //! - else, if demand reached the limit: in slow start, or after 3 quiet intervals while below
 //!   the level that worked before the last back-pressure, `limit *= ramp_ratio`; otherwise
@@ -22,6 +23,9 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// A TTFT rise smaller than this is noise (scheduling, GC, a busy core), never back-pressure.
+const MIN_RTT_RISE_MS: f64 = 50.0;
 
 /// Intervals without back-pressure after which the limit climbs back quickly to the level
 /// that worked before.
@@ -190,6 +194,7 @@ impl AimdLimit {
                 c > m
                     + (self.config.rtt_deviation_scale * self.var_ms.sqrt())
                         .max(self.config.min_rtt_rise * m)
+                        .max(MIN_RTT_RISE_MS)
             }
             _ => false,
         };
