@@ -160,6 +160,22 @@ pub struct ProviderConfig {
     pub headers: Vec<(String, Secret)>,
     /// Most concurrent requests the provider is known to accept: the cascade guard's ceiling.
     pub max_concurrency: Option<u32>,
+    /// Where an OpenAI-compatible provider departs from OpenAI's API.
+    pub dialect: Dialect,
+}
+
+/// Known departures from OpenAI's API among OpenAI-compatible providers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dialect {
+    Standard,
+    /// Azure OpenAI: the deployment is in the URL, `api-version` in the query, the key in an
+    /// `api-key` header.
+    Azure {
+        api_version: String,
+    },
+    /// Mistral: tool-call ids must be 9 letters or digits; `random_seed` instead of `seed`;
+    /// `tool_choice: "any"` instead of `"required"`.
+    Mistral,
 }
 
 #[derive(Debug, Clone)]

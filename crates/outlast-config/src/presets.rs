@@ -59,6 +59,14 @@ pub const PRESETS: &[Preset] = &[
         key_env: Some("MISTRAL_API_KEY"),
     },
     Preset {
+        name: "azure",
+        protocol: Protocol::Openai,
+        // Per resource: https://{resource}.openai.azure.com/openai (give base_url).
+        base_url: "",
+        models: &[],
+        key_env: None,
+    },
+    Preset {
         name: "groq",
         protocol: Protocol::Openai,
         base_url: "https://api.groq.com/openai/v1",

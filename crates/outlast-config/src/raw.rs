@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::{
-    Auth, Config, ConfigError, Protocol, ProviderConfig, Resilience, Route, Secret, ServerLimits,
-    Target, UpstreamSettings, check_unique, presets,
+    Auth, Config, ConfigError, Dialect, Protocol, ProviderConfig, Resilience, Route, Secret,
+    ServerLimits, Target, UpstreamSettings, check_unique, presets,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +81,8 @@ pub(crate) struct RawProvider {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub max_concurrency: Option<u32>,
+    /// Azure OpenAI only.
+    pub api_version: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +132,9 @@ pub(crate) struct RawResilience {
     pub initial_concurrency: Option<u32>,
     pub min_concurrency: Option<u32>,
 }
+
+/// Azure OpenAI's current GA API version.
+const AZURE_API_VERSION: &str = "2024-10-21";
 
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
@@ -473,7 +478,13 @@ impl RawProvider {
         };
         let base_url = match (self.base_url, preset) {
             (Some(u), _) => u,
-            (None, Some(pre)) => pre.base_url.to_string(),
+            (None, Some(pre)) if !pre.base_url.is_empty() => pre.base_url.to_string(),
+            (None, Some(pre)) => {
+                return Err(ConfigError::new(
+                    field("base_url"),
+                    format!("is required with preset `{}`", pre.name),
+                ));
+            }
             (None, None) => {
                 return Err(ConfigError::new(
                     field("base_url"),
@@ -531,7 +542,21 @@ impl RawProvider {
                 "must be at least 1",
             ));
         }
+        let dialect = match (preset.map(|p| p.name), self.api_version) {
+            (Some("azure"), v) => Dialect::Azure {
+                api_version: v.unwrap_or_else(|| AZURE_API_VERSION.to_string()),
+            },
+            (_, Some(_)) => {
+                return Err(ConfigError::new(
+                    field("api_version"),
+                    "only applies to preset `azure`",
+                ));
+            }
+            (Some("mistral"), None) => Dialect::Mistral,
+            _ => Dialect::Standard,
+        };
         Ok(ProviderConfig {
+            dialect,
             name: self.name,
             protocol,
             base_url,

@@ -278,3 +278,27 @@ targets = ["a/x", ["b/y", { target = "a/z", weight = 3 }]]
         );
     }
 }
+
+#[test]
+fn azure_and_mistral_dialects() {
+    use outlast_config::Dialect;
+    let c = parse("[[providers]]\nname = \"az\"\npreset = \"azure\"\nbase_url = \"https://r.openai.azure.com/openai\"\n[[providers]]\nname = \"mi\"\npreset = \"mistral\"\n[[providers]]\nname = \"az2\"\npreset = \"azure\"\nbase_url = \"https://s.openai.azure.com/openai\"\napi_version = \"2025-01-01-preview\"").unwrap();
+    assert_eq!(
+        c.providers[0].dialect,
+        Dialect::Azure {
+            api_version: "2024-10-21".into()
+        }
+    );
+    assert_eq!(c.providers[1].dialect, Dialect::Mistral);
+    assert_eq!(
+        c.providers[2].dialect,
+        Dialect::Azure {
+            api_version: "2025-01-01-preview".into()
+        }
+    );
+    let err = parse("[[providers]]\nname = \"az\"\npreset = \"azure\"").unwrap_err();
+    assert!(err.starts_with("providers[0].base_url"), "{err}");
+    let err = parse("[[providers]]\nname = \"x\"\nbase_url = \"http://x\"\napi_version = \"1\"")
+        .unwrap_err();
+    assert!(err.starts_with("providers[0].api_version"), "{err}");
+}

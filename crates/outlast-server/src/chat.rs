@@ -376,10 +376,18 @@ impl<E: Encoder> Relay<E> {
             return self.encoder.chunk(&chunk.data, out);
         }
         if resume.identity.is_none() {
-            resume.identity = serde_json::from_slice::<Value>(&chunk.data).ok().map(|v| {
-                let field = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
-                (field("id"), field("created"), field("model"))
-            });
+            // From the first chunk that has an id (Azure opens with an id-less filter chunk).
+            resume.identity = serde_json::from_slice::<Value>(&chunk.data)
+                .ok()
+                .filter(|v| {
+                    v.get("id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| !id.is_empty())
+                })
+                .map(|v| {
+                    let field = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+                    (field("id"), field("created"), field("model"))
+                });
         }
         if !resume.continuing {
             if let Some(t) = &chunk.text {

@@ -239,3 +239,69 @@ async fn health_readiness_and_metrics() {
     assert!(m.contains("outlast_requests_total 1"), "{m}");
     assert!(m.contains("outlast_upstream_attempts_total 1"), "{m}");
 }
+
+#[tokio::test]
+async fn azure_deployments_api_version_and_api_key_header() {
+    let az = sim_with(outlast_sim::SimConfig {
+        api_key: Some("az-key-1".into()),
+        ..outlast_sim::SimConfig::openai("az")
+    })
+    .await;
+    let toml = format!(
+        "[[providers]]\nname = \"azure\"\npreset = \"azure\"\nbase_url = \"http://{}/openai\"\napi_key = \"az-key-1\"\n[[routes]]\nmodel = \"chat\"\ntargets = [\"azure/my-gpt4o\"]\n",
+        az.addr()
+    );
+    let gw = gateway(outlast_config::Config::from_toml(&toml, &|_| None).unwrap()).await;
+    let r = post(&client(), &gw, &chat_body("chat")).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["prompt_filter_results"].is_array(),
+        "Azure's own fields pass through: {v}"
+    );
+    assert_eq!(az.last_request().unwrap()["model"], "my-gpt4o");
+    // A stream opening with Azure's choices-less filter chunk relays and ends cleanly.
+    let text = post(&client(), &gw, &stream_body("chat"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = sse_data(&text);
+    assert!(events[0].contains("prompt_filter_results"), "{text}");
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let content: String = events[..events.len() - 1]
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(content.starts_with("[az]"), "{content}");
+}
+
+#[tokio::test]
+async fn mistral_gets_nine_character_tool_call_ids_and_random_seed() {
+    let m = sim("m").await;
+    let toml = format!(
+        "[[providers]]\nname = \"mistral\"\npreset = \"mistral\"\nbase_url = \"{}\"\n[[routes]]\nmodel = \"chat\"\ntargets = [\"mistral/mistral-small-latest\"]\n",
+        m.base_url()
+    );
+    let gw = gateway(outlast_config::Config::from_toml(&toml, &|_| None).unwrap()).await;
+    let body = json!({"model": "chat", "seed": 3, "messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_Zx81Yh2kPqTL0vMN", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_Zx81Yh2kPqTL0vMN", "content": "sunny"}
+    ]});
+    assert_eq!(post(&client(), &gw, &body).await.status(), 200);
+    let sent = m.last_request().unwrap();
+    let id = sent["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert!(
+        id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{id}"
+    );
+    assert_eq!(sent["messages"][2]["tool_call_id"], id);
+    assert_eq!(sent["random_seed"], 3);
+    assert!(sent.get("seed").is_none());
+}

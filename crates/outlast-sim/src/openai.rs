@@ -25,6 +25,10 @@ use crate::{Faults, SimState};
 pub(crate) fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure_chat),
+        )
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .with_state(state)
@@ -188,9 +192,15 @@ fn check_auth(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 /// Everything that happens before a request is parsed: auth, capacity, latency, injected errors.
-async fn admit(state: &Arc<SimState>, headers: &HeaderMap) -> Result<(Faults, InFlight), Response> {
+async fn admit(
+    state: &Arc<SimState>,
+    headers: &HeaderMap,
+    check_key: bool,
+) -> Result<(Faults, InFlight), Response> {
     state.requests.fetch_add(1, Ordering::Relaxed);
-    check_auth(state, headers)?;
+    if check_key {
+        check_auth(state, headers)?;
+    }
     let faults = state.faults();
     let Some(guard) = InFlight::enter(state, faults.capacity) else {
         state.rejected_capacity.fetch_add(1, Ordering::Relaxed);
@@ -255,6 +265,8 @@ struct Plan {
     tool: Option<(String, String, String)>,
     prompt_tokens: u64,
     include_usage: bool,
+    /// Azure OpenAI's content-filter annotations.
+    azure: bool,
 }
 
 impl Plan {
@@ -335,6 +347,7 @@ fn plan(faults: &Faults, req: &Value, model: &str) -> Result<Plan, Response> {
         tool: choose_tool(req, messages),
         prompt_tokens,
         include_usage,
+        azure: false,
     })
 }
 
@@ -387,11 +400,61 @@ fn choose_tool(req: &Value, messages: &[Value]) -> Option<(String, String, Strin
     Some((text::id("call_"), name, args))
 }
 
+/// Azure OpenAI: the deployment names the model, `api-version` is required, the key comes in
+/// an `api-key` header, and answers carry content-filter results (a stream opens with a
+/// chunk whose `choices` is empty).
+async fn azure_chat(
+    State(state): State<Arc<SimState>>,
+    axum::extract::Path(deployment): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !query.contains_key("api-version") {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": {"code": "404", "message": "Resource not found"}}),
+            &[],
+        );
+    }
+    if let Some(key) = &state.config.api_key
+        && headers.get("api-key").and_then(|v| v.to_str().ok()) != Some(key.as_str())
+    {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}),
+            &[],
+        );
+    }
+    let Ok(mut req) = serde_json::from_slice::<Value>(&body) else {
+        return chat_inner(state, headers, body, Dialect::Azure).await;
+    };
+    if let Some(o) = req.as_object_mut() {
+        o.insert("model".into(), Value::from(deployment));
+    }
+    chat_inner(state, headers, Bytes::from(req.to_string()), Dialect::Azure).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    OpenAi,
+    Azure,
+}
+
 async fn chat(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    chat_inner(state, headers, body, Dialect::OpenAi).await
+}
+
+async fn chat_inner(
+    state: Arc<SimState>,
+    headers: HeaderMap,
+    body: Bytes,
+    dialect: Dialect,
+) -> Response {
     if let Ok(mut last) = state.last_request.lock() {
         *last = Some(body.clone());
     }
-    let (faults, guard) = match admit(&state, &headers).await {
+    let (faults, guard) = match admit(&state, &headers, dialect == Dialect::OpenAi).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -403,10 +466,11 @@ async fn chat(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Byte
         Ok(m) => m,
         Err(r) => return r,
     };
-    let plan = match plan(&faults, &req, model) {
+    let mut plan = match plan(&faults, &req, model) {
         Ok(p) => p,
         Err(r) => return r,
     };
+    plan.azure = dialect == Dialect::Azure;
     state.answered.fetch_add(1, Ordering::Relaxed);
     if req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         stream_response(state, faults, plan, guard)
@@ -429,10 +493,15 @@ fn complete_response(name: &str, plan: &Plan) -> Response {
             json!({"index": i, "message": message, "logprobs": null, "finish_reason": finish})
         })
         .collect();
-    let body = json!({
+    let mut body = json!({
         "id": plan.id, "object": "chat.completion", "created": plan.created, "model": plan.model,
         "choices": choices, "usage": plan.usage(), "service_tier": "default", "system_fingerprint": "fp_outlastsim"
     });
+    if plan.azure
+        && let Some(o) = body.as_object_mut()
+    {
+        o.insert("prompt_filter_results".into(), azure_filter_results());
+    }
     json_response(StatusCode::OK, &body, &ratelimit_headers(9999))
 }
 
@@ -553,6 +622,11 @@ async fn emit_all(
     plan: &Plan,
 ) -> Result<(), Stop> {
     let choice = |i: u32, delta: Value, finish: Option<&str>| json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": finish});
+    if plan.azure {
+        // Azure opens every stream with the prompt's filter results and no choices.
+        let c = json!({"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": azure_filter_results()});
+        em.send(c.to_string()).await?;
+    }
     match &plan.tool {
         Some((id, fname, args)) => {
             for i in 0..plan.n {
@@ -631,7 +705,7 @@ async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (_faults, _guard) = match admit(&state, &headers).await {
+    let (_faults, _guard) = match admit(&state, &headers, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -724,4 +798,9 @@ async fn models(State(state): State<Arc<SimState>>) -> Response {
         &json!({"object": "list", "data": data}),
         &[],
     )
+}
+
+fn azure_filter_results() -> Value {
+    let safe = json!({"filtered": false, "severity": "safe"});
+    json!([{"prompt_index": 0, "content_filter_results": {"hate": safe, "self_harm": safe, "sexual": safe, "violence": safe}}])
 }

@@ -5,11 +5,12 @@
 //! re-encoded with the target's model name, and replies are checked and passed through as the
 //! bytes the provider sent, with usage read on the way.
 
+mod dialect;
 mod stream;
 mod wire;
 
 use http::HeaderValue;
-use outlast_config::ProviderConfig;
+use outlast_config::{Dialect, ProviderConfig};
 use outlast_core::{ChatRequest, EmbeddingsRequest, UpstreamError, UpstreamErrorKind};
 
 pub use stream::OpenAiStream;
@@ -21,19 +22,32 @@ use crate::{AttemptLimits, ChatStream, Reply};
 #[derive(Debug, Clone)]
 pub struct OpenAi {
     name: String,
+    base_url: String,
     chat_url: String,
     embeddings_url: String,
-    /// `Bearer <key>`, marked sensitive so it is never logged by the HTTP stack.
-    authorization: Option<HeaderValue>,
+    dialect: Dialect,
+    /// `Bearer <key>` (or Azure's `api-key`), marked sensitive so it is never logged by the
+    /// HTTP stack.
+    authorization: Option<(http::HeaderName, HeaderValue)>,
     headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl OpenAi {
     pub fn new(config: &ProviderConfig) -> Self {
         let authorization = config.api_key.as_ref().and_then(|k| {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", k.expose())).ok()?;
+            let (name, value) = match config.dialect {
+                Dialect::Azure { .. } => (
+                    http::HeaderName::from_static("api-key"),
+                    k.expose().to_string(),
+                ),
+                Dialect::Standard | Dialect::Mistral => (
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {}", k.expose()),
+                ),
+            };
+            let mut v = HeaderValue::from_str(&value).ok()?;
             v.set_sensitive(true);
-            Some(v)
+            Some((name, v))
         });
         let headers = config
             .headers
@@ -47,6 +61,8 @@ impl OpenAi {
             .collect();
         Self {
             name: config.name.clone(),
+            base_url: config.base_url.clone(),
+            dialect: config.dialect.clone(),
             chat_url: format!("{}/chat/completions", config.base_url),
             embeddings_url: format!("{}/embeddings", config.base_url),
             authorization,
@@ -59,8 +75,8 @@ impl OpenAi {
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
-        if let Some(auth) = &self.authorization {
-            rb = rb.header(http::header::AUTHORIZATION, auth.clone());
+        if let Some((name, value)) = &self.authorization {
+            rb = rb.header(name.clone(), value.clone());
         }
         for (k, v) in &self.headers {
             rb = rb.header(k.clone(), v.clone());
@@ -70,6 +86,34 @@ impl OpenAi {
 
     fn label(&self, model: &str) -> String {
         format!("{}/{model}", self.name)
+    }
+
+    /// The URL for an operation (`chat/completions`, `embeddings`) on `model`. Azure names the
+    /// deployment in the path instead of the body.
+    fn url(&self, operation: &str, model: &str) -> std::borrow::Cow<'_, str> {
+        match &self.dialect {
+            Dialect::Azure { api_version } => format!(
+                "{}/deployments/{model}/{operation}?api-version={api_version}",
+                self.base_url
+            )
+            .into(),
+            Dialect::Standard | Dialect::Mistral if operation == "embeddings" => {
+                self.embeddings_url.as_str().into()
+            }
+            Dialect::Standard | Dialect::Mistral => self.chat_url.as_str().into(),
+        }
+    }
+
+    /// The chat request body, adapted to the provider's dialect.
+    fn encode_chat(&self, req: &ChatRequest, target: &str) -> Result<Vec<u8>, UpstreamError> {
+        match self.dialect {
+            Dialect::Mistral => {
+                let mut v = serde_json::to_value(req).map_err(|e| encode_error(target, &e))?;
+                dialect::mistral(&mut v);
+                serde_json::to_vec(&v).map_err(|e| encode_error(target, &e))
+            }
+            Dialect::Standard | Dialect::Azure { .. } => Self::encode(req, target),
+        }
     }
 
     fn encode<T: serde::Serialize>(value: &T, target: &str) -> Result<Vec<u8>, UpstreamError> {
@@ -88,8 +132,9 @@ impl OpenAi {
         limits: AttemptLimits,
     ) -> Result<Reply, UpstreamError> {
         let target = self.label(&req.model);
-        let body = Self::encode(req, &target)?;
-        let response = send(self.post(client, &self.chat_url, body), &limits, &target).await?;
+        let body = self.encode_chat(req, &target)?;
+        let url = self.url("chat/completions", &req.model);
+        let response = send(self.post(client, &url, body), &limits, &target).await?;
         if !response.status().is_success() {
             return Err(status_error(response, &limits, &target, wire::explain_error).await);
         }
@@ -105,9 +150,10 @@ impl OpenAi {
         limits: AttemptLimits,
     ) -> Result<ChatStream, UpstreamError> {
         let target = self.label(&req.model);
-        let body = Self::encode(req, &target)?;
+        let body = self.encode_chat(req, &target)?;
+        let url = self.url("chat/completions", &req.model);
         let rb = self
-            .post(client, &self.chat_url, body)
+            .post(client, &url, body)
             .header(http::header::ACCEPT, "text/event-stream");
         let response = send(rb, &limits, &target).await?;
         if !response.status().is_success() {
@@ -126,12 +172,8 @@ impl OpenAi {
     ) -> Result<Reply, UpstreamError> {
         let target = self.label(&req.model);
         let body = Self::encode(req, &target)?;
-        let response = send(
-            self.post(client, &self.embeddings_url, body),
-            &limits,
-            &target,
-        )
-        .await?;
+        let url = self.url("embeddings", &req.model);
+        let response = send(self.post(client, &url, body), &limits, &target).await?;
         if !response.status().is_success() {
             return Err(status_error(response, &limits, &target, wire::explain_error).await);
         }
@@ -139,4 +181,11 @@ impl OpenAi {
         let usage = wire::check_embeddings(&body, &target)?;
         Ok(Reply { body, usage })
     }
+}
+
+fn encode_error(target: &str, e: &serde_json::Error) -> UpstreamError {
+    UpstreamError::new(
+        UpstreamErrorKind::Malformed,
+        format!("could not encode the request for {target}: {e}"),
+    )
 }
