@@ -10,15 +10,16 @@
 //!   `limit *= decrease_ratio`,
 //!   and slow start ends;
 //! - else, if demand reached the limit: in slow start, or after 3 quiet intervals while below
-//!   the level that worked before the last back-pressure, `limit *= ramp_ratio`; otherwise
-//!   `limit += 1`;
+//!   the level that worked before the last back-pressure, every answer adds one slot (the
+//!   limit doubles per round trip, as TCP's slow start); otherwise `limit += 1` per interval;
 //! - else, if the peak in-flight count stayed under half the limit: the limit decays toward
 //!   twice that peak (never below `initial`), and at `initial` slow start begins again.
 //!
 //! Requests over the limit are not queued: the router sends them to the next target or sheds
 //! them with 503 and Retry-After. An idle fallback therefore holds a modest limit, and a sudden
-//! failover ramps onto it by `ramp_ratio` per interval until it pushes back, instead of landing
-//! all at once, which is how the 4 June 2024 outage spread from one provider to the others.
+//! failover ramps onto it, doubling per round trip until it pushes back (then capped to what it
+//! holds), instead of landing all at once, which is how the 4 June 2024 outage spread from one
+//! provider to the others.
 
 use std::time::Duration;
 
@@ -86,6 +87,10 @@ pub struct AimdLimit {
     peak: u32,
     /// Intervals in a row without back-pressure.
     quiet: u32,
+    /// Demand reached the limit in the previous interval.
+    reached_before: bool,
+    /// The highest limit at which the provider kept up with demand at the limit.
+    good_level: f64,
     /// The limit that worked before the last back-pressure (0: none to recover to).
     recover_to: f64,
     // Long-run TTFT statistics (ms), updated once per interval.
@@ -109,6 +114,8 @@ impl AimdLimit {
             slow_start: true,
             peak: 0,
             quiet: 1,
+            reached_before: false,
+            good_level: 0.0,
             recover_to: 0.0,
             mean_ms: None,
             var_ms: 0.0,
@@ -150,12 +157,31 @@ impl AimdLimit {
             Outcome::Answered(ttft) => {
                 self.sum_ms += ttft.as_secs_f64() * 1e3;
                 self.samples += 1;
+                // Slow start (TCP's): each answer while demand is at the limit adds one slot,
+                // so the limit doubles per round trip until the provider pushes back; the same
+                // after a storm, back up to the level that worked before it.
+                let recovering =
+                    self.quiet >= RECOVERY_QUIET_INTERVALS && self.limit < self.recover_to;
+                if (self.reached || self.reached_before) && (self.slow_start || recovering) {
+                    let ceiling = if recovering {
+                        self.recover_to.floor()
+                    } else {
+                        f64::from(self.config.max.max(1))
+                    };
+                    self.limit = (self.limit + 1.0).min(ceiling.max(self.limit));
+                }
             }
             Outcome::Refused | Outcome::Backpressure => {
-                if !self.backpressure && self.quiet > 0 {
-                    // The level that worked until now: after the trouble passes, the limit may
-                    // climb back to it quickly.
-                    self.recover_to = self.recover_to.max(self.limit * self.config.decrease_ratio);
+                if !self.backpressure {
+                    // A refusal at or below the best level known to work means that level is
+                    // too high now; a probe above it failing leaves it as it is.
+                    // (Only the first refusal after a quiet spell says so: during a storm the
+                    // limit falls fast and each further refusal says nothing new.)
+                    if self.quiet > 0 && self.limit <= self.good_level {
+                        self.good_level = (self.limit - 1.0).max(0.0);
+                    }
+                    // After the trouble passes, the limit may climb back to that level quickly.
+                    self.recover_to = self.good_level;
                 }
                 self.backpressure = true;
                 self.slow_start = false;
@@ -203,6 +229,13 @@ impl AimdLimit {
             f64::from(self.config.max.max(1)),
         );
         let initial = f64::from(self.config.initial).clamp(min, max);
+        if !(self.backpressure || too_slow) && self.samples > 0 {
+            // The provider kept up with this many at once: that level works.
+            self.good_level = self.good_level.max(f64::from(self.peak));
+        }
+        if !(self.backpressure || too_slow) {
+            self.quiet += 1;
+        }
         if self.backpressure || too_slow {
             self.limit = (self.limit * self.config.decrease_ratio)
                 .floor()
@@ -210,22 +243,15 @@ impl AimdLimit {
             self.slow_start = false;
             self.quiet = 0;
         } else if self.reached {
-            self.quiet += 1;
             // Quiet for a few intervals below the last level that worked: climb back fast.
             let recovering = self.quiet >= RECOVERY_QUIET_INTERVALS && self.limit < self.recover_to;
             if !recovering && self.limit >= self.recover_to {
                 self.recover_to = 0.0;
             }
-            let grown = if recovering {
-                (self.limit * self.config.ramp_ratio)
-                    .ceil()
-                    .min(self.recover_to.floor().max(self.limit + 1.0))
-            } else if self.slow_start {
-                (self.limit * self.config.ramp_ratio).ceil()
-            } else {
-                self.limit + 1.0
-            };
-            self.limit = grown.clamp(min, max);
+            // Slow start and recovery grow per answer (in `release`); otherwise one per interval.
+            if !(recovering || self.slow_start) {
+                self.limit = (self.limit + 1.0).clamp(min, max);
+            }
         } else if f64::from(self.peak) * 2.0 < self.limit && self.limit > initial {
             self.limit = (f64::from(self.peak) * 2.0)
                 .max(self.limit * self.config.decrease_ratio)
@@ -249,6 +275,7 @@ impl AimdLimit {
             }
         }
         self.interval_start = now;
+        self.reached_before = self.reached;
         self.peak = self.in_flight;
         self.reached = self.in_flight >= self.limit();
         self.backpressure = false;
@@ -296,7 +323,7 @@ mod tests {
     #[test]
     fn slow_start_ramps_by_half_per_interval_then_additively_after_push_back() {
         let limits = drive(1000, 50, 6);
-        assert_eq!(limits, [6, 9, 14, 21, 32, 48]);
+        assert_eq!(limits, [8, 16, 32, 64, 65, 65]);
         // Past its capacity of 20 the provider pushes back: from then on +1 per interval.
         let limits = drive(20, 60, 12);
         let first_drop = limits.windows(2).position(|w| w[1] < w[0]).unwrap();
@@ -462,6 +489,14 @@ mod tests {
             now,
         );
         let ttft = Duration::from_millis(100);
+        // Healthy: 30 at a time are served.
+        for _ in 0..5 {
+            let n = (0..30).filter(|_| l.try_acquire()).count();
+            now += ttft;
+            for _ in 0..n {
+                l.release(Outcome::Answered(ttft), now);
+            }
+        }
         // A storm of refusals drives the limit to its floor.
         for _ in 0..10 {
             let n = (0..40).filter(|_| l.try_acquire()).count();
@@ -471,15 +506,15 @@ mod tests {
             }
         }
         assert_eq!(l.limit(), 2);
-        // The storm passes: within ten intervals it is back near where it was.
+        // The storm passes: within ten intervals it is back near the level that worked.
         for _ in 0..10 {
-            let n = (0..40).filter(|_| l.try_acquire()).count();
+            let n = (0..30).filter(|_| l.try_acquire()).count();
             now += ttft;
             for _ in 0..n {
                 l.release(Outcome::Answered(ttft), now);
             }
         }
-        assert!(l.limit() >= 30, "{}", l.limit());
+        assert!(l.limit() >= 28, "{}", l.limit());
     }
 
     #[test]
