@@ -29,7 +29,9 @@ pub struct DemoArgs {
     keep_running: bool,
 }
 
-const PROVIDERS: [&str; 3] = ["primary", "secondary", "tertiary"];
+/// One simulated provider per wire protocol, in failover order.
+const PROVIDERS: [&str; 3] = ["openai", "anthropic", "gemini"];
+const MODELS: [&str; 3] = ["gpt-4o-mini", "claude-3-5-haiku-latest", "gemini-2.0-flash"];
 
 #[derive(Debug, Default, Clone)]
 struct Tally {
@@ -49,7 +51,9 @@ impl Tally {
                 ms,
             } => {
                 self.answered += 1;
-                if *attempts > 1 {
+                // Answered by a fallback: after a failed attempt, or routed there directly
+                // because the primary's breaker is open.
+                if *attempts > 1 || *target != 0 {
                     self.failed_over += 1;
                 }
                 if let Some(slot) = self.by_target.get_mut(*target) {
@@ -96,10 +100,12 @@ async fn start_sims() -> std::io::Result<Vec<SimHandle>> {
             tokens_per_sec: 400.0,
             ..Faults::default()
         };
-        let config = SimConfig {
-            faults,
-            ..SimConfig::openai(*name)
+        let base = match i {
+            0 => SimConfig::openai(*name),
+            1 => SimConfig::anthropic(*name),
+            _ => SimConfig::gemini(*name),
         };
+        let config = SimConfig { faults, ..base };
         sims.push(outlast_sim::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await?);
     }
     Ok(sims)
@@ -111,11 +117,19 @@ fn gateway_config(sims: &[SimHandle], listen: SocketAddr) -> Result<Config, Stri
     );
     for (name, sim) in PROVIDERS.iter().zip(sims) {
         toml.push_str(&format!(
-            "[[providers]]\nname = \"{name}\"\nprotocol = \"openai\"\nbase_url = \"{}\"\n",
+            "[[providers]]\nname = \"{name}\"\nprotocol = \"{name}\"\nbase_url = \"{}\"\n",
             sim.base_url()
         ));
     }
-    toml.push_str("[[routes]]\nmodel = \"chat\"\ntargets = [\"primary/gpt-4o-mini\", \"secondary/gpt-4o-mini\", \"tertiary/gpt-4o-mini\"]\n");
+    let targets: Vec<String> = PROVIDERS
+        .iter()
+        .zip(MODELS)
+        .map(|(p, m)| format!("\"{p}/{m}\""))
+        .collect();
+    toml.push_str(&format!(
+        "[[routes]]\nmodel = \"chat\"\ntargets = [{}]\n",
+        targets.join(", ")
+    ));
     Config::from_toml(&toml, &|_| None).map_err(|e| e.to_string())
 }
 
@@ -164,7 +178,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
 
     println!("Outlast demo: one OpenAI-compatible endpoint, three simulated providers behind it.");
     println!(
-        "  gateway   http://{addr}/v1   (route \"chat\" -> primary, then secondary, then tertiary)"
+        "  gateway   http://{addr}/v1   (route \"chat\" -> OpenAI, then Anthropic, then Gemini; each simulated in its own wire format)"
     );
     for (name, sim) in PROVIDERS.iter().zip(&sims) {
         println!("  {name:<9} {}", sim.base_url());
@@ -173,7 +187,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     let down_at = args.duration.mul_f64(0.3);
     let up_at = args.duration.mul_f64(0.65);
     println!(
-        "{} clients send requests for {:?}; the primary goes hard down at {:.0}s and comes back at {:.0}s.\n",
+        "{} clients send requests for {:?}; the primary (openai) goes hard down at {:.0}s and comes back at {:.0}s.\n",
         args.clients,
         args.duration,
         down_at.as_secs_f64(),
@@ -246,7 +260,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             "up  "
         };
         println!(
-            "  t={:>3.0}s  primary {state}  answered {:>4}  failed over {:>4}  errors {:>3}  p50 {:>4.0} ms   served by primary {:>4} | secondary {:>4} | tertiary {:>4}",
+            "  t={:>3.0}s  openai {state}  answered {:>4}  failed over {:>4}  errors {:>3}  p50 {:>4.0} ms   served by openai {:>4} | anthropic {:>4} | gemini {:>4}",
             t.as_secs_f64(),
             second.answered,
             second.failed_over,
@@ -264,9 +278,9 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             println!(
                 "{}",
                 if down {
-                    "  >>> primary is now HARD DOWN (connections refused)"
+                    "  >>> the primary (openai) is now HARD DOWN (connections refused)"
                 } else {
-                    "  >>> primary is back UP"
+                    "  >>> the primary (openai) is back UP"
                 }
             );
         }
@@ -284,7 +298,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         "  {:<22} {:>8} {:>9} {:>12} {:>7} {:>8} {:>8}",
         "phase", "requests", "answered", "failed over", "errors", "p50 ms", "p99 ms"
     );
-    let names = ["before the outage", "primary hard down", "after recovery"];
+    let names = ["before the outage", "openai hard down", "after recovery"];
     let mut total = Tally::default();
     for (name, t) in names.iter().zip(&phases) {
         println!(

@@ -97,7 +97,7 @@ fn demo_runs_without_keys_and_reports_what_clients_saw() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("primary is now HARD DOWN") && text.contains("primary is back UP"),
+        text.contains("is now HARD DOWN") && text.contains("is back UP"),
         "{text}"
     );
     assert!(text.contains("What the clients saw"), "{text}");
