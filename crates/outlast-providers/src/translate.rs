@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use outlast_core::usage::{CompletionTokensDetails, PromptTokensDetails};
 use outlast_core::{UpstreamError, UpstreamErrorKind, Usage};
 use serde_json::{Value, json};
@@ -34,6 +34,13 @@ pub trait Translate {
     fn on_end(&mut self) -> Result<Vec<StreamItem>, UpstreamError>;
 }
 
+/// What [`EventReader::ready`] found.
+pub(crate) enum Ready {
+    Event(SseEvent),
+    Nothing,
+    Ended,
+}
+
 /// Reads SSE events off a response body within the attempt's time limits.
 pub(crate) struct EventReader {
     body: ByteStream,
@@ -54,18 +61,34 @@ impl EventReader {
         }
     }
 
-    /// An event already decodable from bytes read earlier, without reading more.
-    pub fn buffered(&mut self) -> Result<Option<SseEvent>, UpstreamError> {
-        match self.decoder.next_event() {
-            Ok(Some(event)) => {
-                self.started = true;
-                Ok(Some(event))
+    /// An event already at hand: decodable from bytes read earlier, or from bytes the
+    /// connection has already received (a burst arrives as one read but one HTTP chunk per
+    /// event). Never waits.
+    pub fn ready(&mut self) -> Result<Ready, UpstreamError> {
+        loop {
+            match self.decoder.next_event() {
+                Ok(Some(event)) => {
+                    self.started = true;
+                    return Ok(Ready::Event(event));
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    return Err(UpstreamError::new(
+                        UpstreamErrorKind::Malformed,
+                        format!("{} sent an oversized stream event", self.target),
+                    ));
+                }
             }
-            Ok(None) => Ok(None),
-            Err(_) => Err(UpstreamError::new(
-                UpstreamErrorKind::Malformed,
-                format!("{} sent an oversized stream event", self.target),
-            )),
+            match self.body.next().now_or_never() {
+                None => return Ok(Ready::Nothing),
+                Some(Some(Ok(bytes))) => self.decoder.push(&bytes),
+                Some(Some(Err(e))) => {
+                    let mut err = transport_error(&e, &self.target);
+                    err.kind = UpstreamErrorKind::BodyBroken;
+                    return Err(err);
+                }
+                Some(None) => return Ok(Ready::Ended),
+            }
         }
     }
 
@@ -213,15 +236,16 @@ impl<T: Translate> TranslatedStream<T> {
             if self.body_ended {
                 return None;
             }
-            let event = match self.reader.buffered() {
-                Ok(Some(event)) => event,
-                Ok(None) => return None,
-                Err(e) => {
-                    self.finished = true;
-                    return Some(Err(e));
+            let produced = match self.reader.ready() {
+                Ok(Ready::Event(event)) => self.state.on_event(event.event.as_deref(), &event.data),
+                Ok(Ready::Nothing) => return None,
+                Ok(Ready::Ended) => {
+                    self.body_ended = true;
+                    self.state.on_end()
                 }
+                Err(e) => Err(e),
             };
-            match self.state.on_event(event.event.as_deref(), &event.data) {
+            match produced {
                 Ok(items) => self.pending.extend(items),
                 Err(e) => {
                     self.finished = true;

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use outlast_core::{UpstreamError, UpstreamErrorKind};
 use tokio::time::{Instant, timeout_at};
 
@@ -72,11 +72,43 @@ impl OpenAiStream {
 
     /// The next item if it is already decoded from what was read, without waiting: lets the
     /// relay send a burst of events in one write.
+    ///
+    /// Bytes the connection has already received are taken too: a provider's burst arrives as
+    /// one read but as one HTTP chunk per event.
     pub fn next_ready(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
-        if self.finished {
-            return None;
+        loop {
+            if self.finished {
+                return None;
+            }
+            if let Some(item) = self.decoded() {
+                return Some(item);
+            }
+            match self.body.next().now_or_never()? {
+                Some(Ok(bytes)) => self.decoder.push(&bytes),
+                Some(Err(e)) => {
+                    let mut err = transport_error(&e, &self.target);
+                    err.kind = UpstreamErrorKind::BodyBroken;
+                    return self.fail(err);
+                }
+                None => return Some(self.body_ended()),
+            }
         }
-        self.decoded()
+    }
+
+    /// The body ended: complete if a finish reason was seen, broken otherwise.
+    fn body_ended(&mut self) -> Result<StreamItem, UpstreamError> {
+        self.finished = true;
+        if self.saw_finish {
+            Ok(StreamItem::Done)
+        } else {
+            Err(UpstreamError::new(
+                UpstreamErrorKind::BodyBroken,
+                format!(
+                    "{} ended its stream before finishing the answer",
+                    self.target
+                ),
+            ))
+        }
     }
 
     fn decoded(&mut self) -> Option<Result<StreamItem, UpstreamError>> {
@@ -123,20 +155,7 @@ impl OpenAiStream {
                     err.kind = UpstreamErrorKind::BodyBroken;
                     return self.fail(err);
                 }
-                Ok(None) if self.saw_finish => {
-                    self.finished = true;
-                    return Some(Ok(StreamItem::Done));
-                }
-                Ok(None) => {
-                    let e = UpstreamError::new(
-                        UpstreamErrorKind::BodyBroken,
-                        format!(
-                            "{} ended its stream before finishing the answer",
-                            self.target
-                        ),
-                    );
-                    return self.fail(e);
-                }
+                Ok(None) => return Some(self.body_ended()),
                 Err(_) => {
                     let message = match timeout_kind {
                         UpstreamErrorKind::Stalled => format!(
