@@ -42,6 +42,8 @@ pub struct OutboxRow {
     pub url: String,
     pub body: String,
     pub attempts: i64,
+    /// Not to be sent before this (Unix ms).
+    pub next_ms: i64,
 }
 
 const MINUTES_PER_DAY: i64 = 1440;
@@ -224,35 +226,32 @@ pub async fn save_incidents(
     Ok(())
 }
 
-/// Notifications due at `now_ms`, oldest first.
-pub async fn outbox_due(db: &Db, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-    let rows: Vec<(i64, String, String, i64)> = match db {
-        Db::Sqlite(pool) => {
-            sqlx::query_as(
-                "SELECT id, url, body, attempts FROM status_outbox WHERE next_ms <= ? ORDER BY id LIMIT ?",
+/// The oldest notifications waiting, due or not: a receiver's notifications go out in order,
+/// so one not yet due holds back the newer ones for the same URL.
+pub async fn outbox_head(db: &Db, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    let rows: Vec<(i64, String, String, i64, i64)> =
+        match db {
+            Db::Sqlite(pool) => sqlx::query_as(
+                "SELECT id, url, body, attempts, next_ms FROM status_outbox ORDER BY id LIMIT ?",
             )
-            .bind(now_ms)
             .bind(limit)
             .fetch_all(pool)
-            .await?
-        }
-        Db::Postgres(pool) => {
-            sqlx::query_as(
-                "SELECT id, url, body, attempts FROM status_outbox WHERE next_ms <= $1 ORDER BY id LIMIT $2",
+            .await?,
+            Db::Postgres(pool) => sqlx::query_as(
+                "SELECT id, url, body, attempts, next_ms FROM status_outbox ORDER BY id LIMIT $1",
             )
-            .bind(now_ms)
             .bind(limit)
             .fetch_all(pool)
-            .await?
-        }
-    };
+            .await?,
+        };
     Ok(rows
         .into_iter()
-        .map(|(id, url, body, attempts)| OutboxRow {
+        .map(|(id, url, body, attempts, next_ms)| OutboxRow {
             id,
             url,
             body,
             attempts,
+            next_ms,
         })
         .collect())
 }
