@@ -40,7 +40,7 @@ async fn minutes_roll_up_and_outbox_is_durable() {
     };
     status::save_incidents(
         &db,
-        &[inc.clone()],
+        std::slice::from_ref(&inc),
         &[
             ("http://h/1".into(), "b1".into()),
             ("http://h/2".into(), "b2".into()),
