@@ -73,6 +73,7 @@ impl Permit {
         self.recorded = true;
         self.outcome = Outcome::Answered(ttft);
         drop(s);
+        self.state.metrics.ttft(ttft);
         self.state.status.attempt(&self.health.label, false);
     }
 

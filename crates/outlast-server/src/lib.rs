@@ -12,6 +12,7 @@ mod handlers;
 pub mod health;
 mod messages;
 pub mod metrics;
+mod request_id;
 pub mod status;
 
 use std::sync::Arc;
@@ -101,5 +102,6 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v2/incidents/unresolved.json", get(status::unresolved))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

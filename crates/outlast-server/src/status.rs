@@ -92,6 +92,66 @@ impl StatusState {
     }
 }
 
+/// Gauges and counters from health and status, appended to `/metrics`. Labels are target
+/// labels (`provider/model`) from the configuration, never request contents or keys.
+pub(crate) fn render_metrics(state: &AppState) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(1024);
+    let snapshot = state.health.snapshot();
+    let _ = writeln!(
+        out,
+        "# HELP outlast_target_breaker_open Whether the target's breaker is open (ejected): 1 open, 0 closed.\n# TYPE outlast_target_breaker_open gauge"
+    );
+    for (label, open, _) in &snapshot {
+        let _ = writeln!(
+            out,
+            "outlast_target_breaker_open{{target=\"{label}\"}} {}",
+            u8::from(*open)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP outlast_target_latency_ewma_seconds Peak-EWMA time to first token the balancer uses.\n# TYPE outlast_target_latency_ewma_seconds gauge"
+    );
+    for (label, _, ms) in &snapshot {
+        let _ = writeln!(
+            out,
+            "outlast_target_latency_ewma_seconds{{target=\"{label}\"}} {}",
+            ms / 1000.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP outlast_provider_concurrency_limit Adaptive concurrency limit per provider.\n# TYPE outlast_provider_concurrency_limit gauge\n# HELP outlast_provider_in_flight Requests in flight per provider.\n# TYPE outlast_provider_in_flight gauge"
+    );
+    for (i, p) in state.config.providers.iter().enumerate() {
+        if let Some((limit, in_flight)) = state.health.provider(i).and_then(|h| h.limit()) {
+            let _ = writeln!(
+                out,
+                "outlast_provider_concurrency_limit{{provider=\"{}\"}} {limit}",
+                p.name
+            );
+            let _ = writeln!(
+                out,
+                "outlast_provider_in_flight{{provider=\"{}\"}} {in_flight}",
+                p.name
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP outlast_incidents_open Incidents open now.\n# TYPE outlast_incidents_open gauge\noutlast_incidents_open {}",
+        state.status.open_incidents()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP outlast_webhook_deliveries_total Webhook notifications delivered or failed (retried later).\n# TYPE outlast_webhook_deliveries_total counter\noutlast_webhook_deliveries_total{{result=\"delivered\"}} {}\noutlast_webhook_deliveries_total{{result=\"failed\"}} {}",
+        state.status.delivered.load(Ordering::Relaxed),
+        state.status.delivery_failures.load(Ordering::Relaxed)
+    );
+    out
+}
+
 /// The URL the page is served at, for `page.url` and incident shortlinks.
 fn base_url(headers: &HeaderMap) -> String {
     headers

@@ -130,6 +130,34 @@ async fn outage_opens_incident_page_shows_it_resolves_and_webhooks_all_arrive() 
     }
     let s = get_json(&client, &gw, "/api/v2/summary.json").await;
     assert_eq!(s["status"]["indicator"], "none", "{s}");
+
+    // Every answer carries a request id; a sane one from the client is echoed.
+    let r = client
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-request-id", "req-42")
+        .json(&chat_body("chat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "x-request-id"), "req-42");
+    let r = post(&client, &gw, &chat_body("chat")).await;
+    assert_eq!(header(&r, "x-request-id").len(), 16);
+    let metrics = client
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "gen_ai_server_request_duration_seconds_bucket{le=\"+Inf\"}",
+        "gen_ai_server_time_to_first_token_seconds_count",
+        "outlast_target_breaker_open{target=\"a/gpt-4o-mini\"} 0",
+        "outlast_incidents_open 0",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
     assert_eq!(s["page"]["name"], "Test status");
 
     // a goes hard down; failover keeps every client answered.
