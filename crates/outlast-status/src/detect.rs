@@ -8,8 +8,9 @@
 //! - Failing with no open incident for the target: an incident is **opened** (`investigating`).
 //! - Failing with an open incident: it is **updated** only when something changes (impact
 //!   rises from minor to major, or faults return while it was `monitoring`).
-//! - Not failing with an open incident: it moves to `monitoring` at once, and is **resolved**
-//!   only after the target has stayed healthy for `resolve_after` (hysteresis). Faults during
+//! - Not failing with an open incident, and answering (successful attempts in the window): it
+//!   moves to `monitoring` at once, and is **resolved** only after the target has stayed
+//!   healthy for `resolve_after` (hysteresis). Without traffic nothing changes. Faults during
 //!   monitoring move it back to `identified`: the same incident, never a second one.
 //!
 //! At most one incident per target is open at any time.
@@ -258,9 +259,11 @@ impl Detector {
                 for_s: breaker_for / 1000,
             }
         };
+        // Health needs evidence: the clock toward resolving starts at the first observation
+        // with successful attempts; a target nobody sends to stays as it was.
         if failing {
             state.healthy_since = None;
-        } else if state.healthy_since.is_none() {
+        } else if state.healthy_since.is_none() && o.attempts > o.faults {
             state.healthy_since = Some(now);
         }
         let healthy_since = state.healthy_since;
@@ -330,7 +333,7 @@ impl Detector {
                 })
             }
             (Some(i), false) => {
-                let since = healthy_since.unwrap_or(now);
+                let since = healthy_since?;
                 let healthy_for = now - since;
                 let status = self.incidents.get(i)?.status;
                 if healthy_for >= t.resolve_after_ms {

@@ -197,3 +197,20 @@ fn restored_open_incident_is_continued_not_reopened() {
     assert!(b2.detect(now + 1000, &[]).is_empty());
     assert_eq!(b2.detector.incidents().len(), 1);
 }
+
+#[test]
+fn no_traffic_is_no_evidence_of_recovery() {
+    let mut b = board();
+    let mut now = 1_000_000;
+    second(&mut b, now, 5, 5);
+    assert_eq!(b.detect(now, &[]).len(), 1);
+    // A minute with no traffic at all: the incident stays open, not even monitoring.
+    for _ in 0..60 {
+        now += 1000;
+        assert!(b.detect(now, &[]).is_empty());
+    }
+    assert_eq!(
+        b.detector.incidents()[0].status,
+        IncidentStatus::Investigating
+    );
+}
