@@ -11,8 +11,38 @@ use outlast_store::Db;
 use outlast_store::status::{self, IncidentRow, MinuteRow};
 
 #[tokio::test]
-async fn minutes_roll_up_and_outbox_is_durable() {
-    let db = Db::open_memory().await.unwrap();
+async fn sqlite_minutes_roll_up_and_outbox_is_durable() {
+    exercise(&Db::open_memory().await.unwrap()).await;
+}
+
+/// The same against PostgreSQL, in a schema of this test's own that is dropped afterwards.
+#[tokio::test]
+async fn postgres_minutes_roll_up_and_outbox_is_durable() {
+    let base = std::env::var("OUTLAST_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("outlast_status_test_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(&base)
+        .await
+        .expect("PostgreSQL must be running (scripts/services starts it)");
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!("{base}?options=-csearch_path%3D{schema}");
+    let result = tokio::spawn(async move {
+        let db = Db::open_postgres(&url).await.unwrap();
+        exercise(&db).await;
+    })
+    .await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    result.unwrap();
+}
+
+async fn exercise(db: &Db) {
+    let db = db.clone();
     let day = 19_000;
     let m = |minute, ok, fault| MinuteRow {
         kind: "target".into(),
