@@ -145,7 +145,7 @@ class Sim:
 
 def gateway_config(port: int, data_dir: Path, providers: list[Sim], routes: dict[str, list[str]],
                    api_keys: Optional[list[str]] = None, max_body_bytes: Optional[int] = None,
-                   extra_server: str = "") -> str:
+                   extra_server: str = "", extra: str = "") -> str:
     lines = [f'listen = "{HOST}:{port}"', f'data_dir = "{data_dir}"', ""]
     lines += ["[server]"]
     if max_body_bytes is not None:
@@ -166,6 +166,8 @@ def gateway_config(port: int, data_dir: Path, providers: list[Sim], routes: dict
     for model, targets in routes.items():
         lines += ["[[routes]]", f'model = "{model}"',
                   "targets = [" + ", ".join(json.dumps(t) for t in targets) + "]", ""]
+    if extra:
+        lines += [extra]
     return "\n".join(lines)
 
 

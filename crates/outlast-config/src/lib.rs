@@ -6,6 +6,7 @@ mod interpolate;
 pub mod presets;
 mod raw;
 mod secret;
+mod status;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use interpolate::interpolate;
 pub use secret::Secret;
+pub use status::StatusSettings;
 
 /// Wire protocol a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -65,6 +67,7 @@ pub struct Config {
     pub resilience: Resilience,
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<Route>,
+    pub status: StatusSettings,
 }
 
 /// Limits at the edge, against slow, large or abusive clients.

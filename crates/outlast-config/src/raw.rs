@@ -32,6 +32,8 @@ pub(crate) struct RawConfig {
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub status: crate::status::RawStatus,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +215,7 @@ impl RawConfig {
         };
 
         let resilience = self.resilience.check()?;
+        let status = self.status.check()?;
         let mut api_keys = Vec::new();
         for (i, k) in self.auth.api_keys.into_iter().enumerate() {
             if k.trim().is_empty() {
@@ -347,6 +350,7 @@ impl RawConfig {
             resilience,
             providers,
             routes,
+            status,
         })
     }
 }

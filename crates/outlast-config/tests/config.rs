@@ -302,3 +302,33 @@ fn azure_and_mistral_dialects() {
         .unwrap_err();
     assert!(err.starts_with("providers[0].api_version"), "{err}");
 }
+
+#[test]
+fn status_section_defaults_and_checks() {
+    let base = "[[providers]]\nname = \"openai\"\nprotocol = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\n[[routes]]\nmodel = \"chat\"\ntargets = [\"openai/gpt-4o-mini\"]\n";
+    let c = parse(base).unwrap();
+    assert_eq!(c.status, outlast_config::StatusSettings::default());
+    assert_eq!(c.status.fault_rate, 0.5);
+
+    let c = parse(&format!(
+        "{base}[status]\ntitle = \"Acme AI\"\nwebhooks = [\"http://127.0.0.1:9/hook\"]\nfault_rate = 0.25\nmin_requests = 2\nwindow = \"10s\"\nbreaker_open_for = \"2s\"\nresolve_after = \"3s\"\ninterval = \"200ms\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.status.title, "Acme AI");
+    assert_eq!(
+        c.status.webhooks,
+        vec!["http://127.0.0.1:9/hook".to_owned()]
+    );
+    assert_eq!(c.status.min_requests, 2);
+    assert_eq!(c.status.window, std::time::Duration::from_secs(10));
+    assert_eq!(c.status.interval, std::time::Duration::from_millis(200));
+
+    let e = parse(&format!("{base}[status]\nfault_rate = 1.5\n")).unwrap_err();
+    assert!(e.starts_with("status.fault_rate"), "{e}");
+    let e = parse(&format!("{base}[status]\nwebhooks = [\"ftp://x\"]\n")).unwrap_err();
+    assert!(e.starts_with("status.webhooks[0]"), "{e}");
+    let e = parse(&format!("{base}[status]\nwindow = \"0s\"\n")).unwrap_err();
+    assert!(e.starts_with("status.window"), "{e}");
+    let e = parse(&format!("{base}[status]\ncolour = \"red\"\n")).unwrap_err();
+    assert!(e.contains("colour"), "{e}");
+}

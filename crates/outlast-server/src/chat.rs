@@ -34,10 +34,12 @@ pub(crate) async fn chat_completions(
     body: Body,
 ) -> Response {
     state.metrics.request();
+    let started = Instant::now();
     let response = match handle(&state, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    state.metrics.request_duration(started.elapsed());
     state.metrics.response(response.status().as_u16());
     response
 }

@@ -66,6 +66,8 @@ impl Server {
             .max_concurrent_streams(MAX_H2_STREAMS)
             .keep_alive_interval(Duration::from_secs(30));
         let graceful = GracefulShutdown::new();
+        let (status_stop, status_rx) = tokio::sync::watch::channel(false);
+        let status_task = tokio::spawn(crate::status::run(Arc::clone(&state), status_rx));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -99,6 +101,9 @@ impl Server {
         if !drained {
             tracing::warn!("grace period over; closing the remaining connections");
         }
+        // Last flush of history and incidents, then the status task ends.
+        let _ = status_stop.send(true);
+        let _ = status_task.await;
         ShutdownReport { drained }
     }
 }

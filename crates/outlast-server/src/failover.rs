@@ -72,10 +72,18 @@ impl Permit {
         s.backpressure_streak = 0;
         self.recorded = true;
         self.outcome = Outcome::Answered(ttft);
+        drop(s);
+        self.state.metrics.ttft(ttft);
+        self.state.status.attempt(&self.health.label, false);
     }
 
     fn failed(&mut self, e: &UpstreamError, now: Instant) -> health::Signal {
         let signal = health::signal(e);
+        // Status history: a caller fault says nothing against the provider.
+        self.state.status.attempt(
+            &self.health.label,
+            signal.breaker_failure || signal.backpressure,
+        );
         let mut s = self.health.lock();
         if signal.breaker_failure {
             s.breaker.record_failure(now, fastrand::f64());
@@ -111,6 +119,9 @@ impl Permit {
     pub fn stream_failed(&mut self, e: &UpstreamError) {
         let now = Instant::now();
         let signal = health::signal(e);
+        if signal.breaker_failure || signal.backpressure {
+            self.state.status.attempt(&self.health.label, true);
+        }
         if signal.breaker_failure {
             let mut s = self.health.lock();
             s.breaker.record_failure(now, fastrand::f64());
@@ -118,6 +129,25 @@ impl Permit {
         }
         if signal.backpressure {
             self.outcome = Outcome::Backpressure;
+        }
+    }
+}
+
+/// A client request through a route ends: answered (after failover) or not, for the status
+/// page's user-facing availability. Direct `provider/model` requests have no route.
+impl Drop for Failover {
+    fn drop(&mut self) {
+        if self.caller_fault {
+            return;
+        }
+        if let Some(route) = self
+            .state
+            .config
+            .routes
+            .iter()
+            .find(|r| Arc::ptr_eq(&r.targets, &self.targets))
+        {
+            self.state.status.request(&route.model, self.answered);
         }
     }
 }
@@ -160,6 +190,9 @@ pub(crate) struct Failover {
     current: Option<Permit>,
     /// The provider of the last failed attempt: its budget pays for the retry.
     last_provider: Option<usize>,
+    /// For the status page: did the client get an answer, or was the request its own fault.
+    answered: bool,
+    caller_fault: bool,
 }
 
 impl Failover {
@@ -177,6 +210,8 @@ impl Failover {
             skipped: Skipped::default(),
             current: None,
             last_provider: None,
+            answered: false,
+            caller_fault: false,
         }
     }
 
@@ -369,6 +404,7 @@ impl Failover {
 
     /// Record that the current target answered (for a stream: its first event arrived).
     pub fn succeeded(&mut self, _target: &Target) {
+        self.answered = true;
         if let Some(p) = &mut self.current {
             p.succeeded(Instant::now());
         }
@@ -396,6 +432,7 @@ impl Failover {
             return Err(self.deadline_error());
         }
         if !error.fails_over() {
+            self.caller_fault = true;
             tracing::debug!(target = %target.label(), error = %error.message, "provider refused the request itself");
             let status = match error.kind {
                 UpstreamErrorKind::Status(s) => s,

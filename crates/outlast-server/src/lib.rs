@@ -12,6 +12,8 @@ mod handlers;
 pub mod health;
 mod messages;
 pub mod metrics;
+mod request_id;
+pub mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -32,6 +34,7 @@ pub struct AppState {
     pub client: reqwest::Client,
     pub metrics: metrics::Metrics,
     pub health: health::Health,
+    pub status: status::StatusState,
     /// Set when shutdown starts: `/readyz` turns 503 so load balancers stop sending.
     pub draining: AtomicBool,
 }
@@ -65,8 +68,10 @@ impl AppState {
         let client = outlast_providers::build_client(&config.upstream)
             .map_err(|e| BuildError::Client(e.to_string()))?;
         let health = health::Health::new(&config);
+        let status = status::StatusState::new(&config);
         Ok(Arc::new(Self {
             health,
+            status,
             config: Arc::new(config),
             providers,
             client,
@@ -89,7 +94,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
+        .route("/status", get(status::page))
+        .route("/api/v2/summary.json", get(status::summary))
+        .route("/api/v2/status.json", get(status::status))
+        .route("/api/v2/components.json", get(status::components))
+        .route("/api/v2/incidents.json", get(status::incidents))
+        .route("/api/v2/incidents/unresolved.json", get(status::unresolved))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

@@ -20,6 +20,50 @@ pub struct Metrics {
     capacity_skips: AtomicU64,
     shed: AtomicU64,
     panic_mode: AtomicU64,
+    request_duration: Histogram,
+    ttft: Histogram,
+}
+
+/// Upper bounds in seconds, spanning a fast cache hit to a long generation.
+const BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// A fixed-bucket histogram of relaxed atomics (Prometheus cumulative buckets on render).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    overflow: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let slot = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .and_then(|i| self.counts.get(i))
+            .unwrap_or(&self.overflow);
+        slot.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut total = 0;
+        for (b, c) in BUCKETS.iter().zip(&self.counts) {
+            total += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {total}");
+        }
+        total += self.overflow.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+    }
 }
 
 impl Metrics {
@@ -75,6 +119,16 @@ impl Metrics {
 
     pub fn shed(&self) {
         self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client request's whole duration (for streams: until the response head).
+    pub fn request_duration(&self, d: std::time::Duration) {
+        self.request_duration.observe(d);
+    }
+
+    /// Time from sending an attempt to its first byte (for streams: first event).
+    pub fn ttft(&self, d: std::time::Duration) {
+        self.ttft.observe(d);
     }
 
     pub fn panic_mode(&self) {
@@ -153,6 +207,16 @@ impl Metrics {
             "outlast_panic_mode_total",
             "Requests routed with breakers ignored because every target was ejected.",
             &[("", g(&self.panic_mode))],
+        );
+        self.request_duration.render(
+            &mut out,
+            "gen_ai_server_request_duration_seconds",
+            "Client request duration (OpenTelemetry GenAI gen_ai.server.request.duration; streams until the response head).",
+        );
+        self.ttft.render(
+            &mut out,
+            "gen_ai_server_time_to_first_token_seconds",
+            "Upstream time to first token per successful attempt (OpenTelemetry GenAI gen_ai.server.time_to_first_token).",
         );
         out
     }

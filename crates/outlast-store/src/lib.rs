@@ -5,6 +5,8 @@
 //! Each concern owns a module (keys, usage ledger, status history, notification outbox) that
 //! takes a [`Db`]; nothing outside this crate writes SQL.
 
+pub mod status;
+
 use std::path::Path;
 use std::str::FromStr;
 

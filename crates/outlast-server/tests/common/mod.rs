@@ -79,7 +79,15 @@ impl Drop for Gateway {
 /// A config with one provider per simulator (named after it) and a route "chat" over all of
 /// them in order; `extra` is appended verbatim (more sections).
 pub fn config(sims: &[(&str, &SimHandle)], extra: &str) -> Config {
-    let mut toml = String::from(
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "outlast-server-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut toml = format!("data_dir = {:?}\n", dir.display().to_string());
+    toml.push_str(
         "[upstream]\nconnect_timeout = \"1s\"\nfirst_byte_timeout = \"3s\"\nrequest_timeout = \"10s\"\nstream_stall_timeout = \"3s\"\n",
     );
     toml.push_str(extra);
