@@ -3,6 +3,7 @@
 //! runs on. Every error names the field it is about.
 
 mod interpolate;
+mod limits;
 pub mod presets;
 mod raw;
 mod secret;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use interpolate::interpolate;
+pub use limits::{Admission, Edge, Keys, Usage};
 pub use secret::Secret;
 
 /// Wire protocol a provider speaks.
@@ -65,6 +67,10 @@ pub struct Config {
     pub resilience: Resilience,
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<Route>,
+    pub edge: Edge,
+    pub admission: Admission,
+    pub keys: Keys,
+    pub usage: Usage,
 }
 
 /// Limits at the edge, against slow, large or abusive clients.

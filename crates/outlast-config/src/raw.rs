@@ -32,6 +32,14 @@ pub(crate) struct RawConfig {
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub edge: crate::limits::RawEdge,
+    #[serde(default)]
+    pub admission: crate::limits::RawAdmission,
+    #[serde(default)]
+    pub keys: crate::limits::RawKeys,
+    #[serde(default)]
+    pub usage: crate::limits::RawUsage,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -342,6 +350,10 @@ impl RawConfig {
             resilience,
             providers,
             routes,
+            edge: self.edge.check()?,
+            admission: self.admission.check()?,
+            keys: self.keys.check()?,
+            usage: self.usage.check()?,
         })
     }
 }

@@ -114,6 +114,7 @@ async fn handle(
         match provider.chat(&state.client, &req, failover.limits()).await {
             Ok(reply) => {
                 failover.succeeded(&target);
+                crate::protect::tap::record(&target, reply.usage);
                 let completion: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
                 let msg = inbound::to_message(&completion, &public_model);
                 let mut r = (

@@ -5,6 +5,9 @@
 //! Each concern owns a module (keys, usage ledger, status history, notification outbox) that
 //! takes a [`Db`]; nothing outside this crate writes SQL.
 
+pub mod keys;
+pub mod usage;
+
 use std::path::Path;
 use std::str::FromStr;
 
@@ -29,6 +32,8 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -1,0 +1,106 @@
+//! The gateway-wide admission gate: the [`Admission`] state machine behind a mutex held only
+//! for a few instructions, a bounded wait with a deadline for critical and default requests,
+//! and an immediate answer for sheddable ones, so a refusal costs microseconds in a flood.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use outlast_resilience::admission::{Admission, Finished, Priority};
+use outlast_resilience::limiter::LimitConfig;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub(crate) struct Gate {
+    enabled: bool,
+    state: Mutex<Admission>,
+    freed: Notify,
+    waiting: AtomicUsize,
+    max_wait: Duration,
+    max_queue: usize,
+}
+
+/// A held slot; give it back with [`Gate::finish`].
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _private: (),
+}
+
+impl Gate {
+    pub(crate) fn new(config: &outlast_config::Admission) -> Self {
+        let limit = LimitConfig {
+            initial: config.initial_concurrency,
+            min: config.min_concurrency,
+            max: config.max_concurrency,
+            ..LimitConfig::default()
+        };
+        Self {
+            enabled: config.enabled,
+            state: Mutex::new(Admission::new(limit, Instant::now())),
+            freed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            max_wait: config.max_wait,
+            max_queue: config.max_queue,
+        }
+    }
+
+    fn try_admit(&self, p: Priority) -> bool {
+        self.state
+            .lock()
+            .map(|mut s| s.try_admit(p))
+            .unwrap_or(false)
+    }
+
+    /// Admit now, or after a bounded wait; `None`: shed.
+    pub(crate) async fn admit(&self, p: Priority) -> Option<Slot> {
+        if !self.enabled {
+            return Some(Slot { _private: () });
+        }
+        if self.try_admit(p) {
+            return Some(Slot { _private: () });
+        }
+        // The lowest class is shed first: it never queues.
+        if p == Priority::Sheddable || self.max_wait.is_zero() {
+            return None;
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let deadline = Instant::now() + self.max_wait;
+        let admitted = loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.try_admit(p) {
+                break true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break self.try_admit(p);
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        admitted.then_some(Slot { _private: () })
+    }
+
+    pub(crate) fn finish(&self, _slot: Slot, how: Finished) {
+        if !self.enabled {
+            return;
+        }
+        if let Ok(mut s) = self.state.lock() {
+            s.finish(how, Instant::now());
+        }
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// (limit, in flight) for metrics.
+    pub(crate) fn snapshot(&self) -> (u32, u32) {
+        self.state
+            .lock()
+            .map(|s| (s.limit(), s.in_flight()))
+            .unwrap_or((0, 0))
+    }
+}
