@@ -3,7 +3,7 @@
 //! and budgets, the gateway-wide admission gate with priority classes, cost accounting and
 //! the usage ledger. The handlers stay unaware of all this but for reporting usage ([`tap`]).
 
-pub(crate) mod admin;
+pub mod admin;
 pub(crate) mod admission;
 pub(crate) mod cost;
 pub(crate) mod guard;
