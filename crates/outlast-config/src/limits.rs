@@ -159,7 +159,11 @@ impl RawAdmission {
             max_concurrency: max,
             max_wait: self.max_wait.unwrap_or(d.max_wait),
             max_queue: self.max_queue.unwrap_or(d.max_queue),
-            retry_after: nonzero_duration("admission.retry_after", self.retry_after, d.retry_after)?,
+            retry_after: nonzero_duration(
+                "admission.retry_after",
+                self.retry_after,
+                d.retry_after,
+            )?,
         })
     }
 }

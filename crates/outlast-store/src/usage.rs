@@ -55,9 +55,8 @@ impl Db {
              cost_usd, price_known, latency_ms, status, outcome";
         match self {
             Db::Sqlite(pool) => {
-                let sql = format!(
-                    "INSERT INTO usage_ledger ({COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-                );
+                let sql =
+                    format!("INSERT INTO usage_ledger ({COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
                 let mut tx = pool.begin().await?;
                 for r in rows {
                     bind_row!(sqlx::query(&sql), r).execute(&mut *tx).await?;
@@ -113,18 +112,14 @@ impl Db {
     /// Rows in the ledger (for tests and the shutdown check).
     pub async fn usage_count(&self) -> Result<i64, StoreError> {
         Ok(match self {
-            Db::Sqlite(pool) => {
-                sqlx::query("SELECT COUNT(*) AS n FROM usage_ledger")
-                    .fetch_one(pool)
-                    .await?
-                    .try_get("n")?
-            }
-            Db::Postgres(pool) => {
-                sqlx::query("SELECT COUNT(*) AS n FROM usage_ledger")
-                    .fetch_one(pool)
-                    .await?
-                    .try_get("n")?
-            }
+            Db::Sqlite(pool) => sqlx::query("SELECT COUNT(*) AS n FROM usage_ledger")
+                .fetch_one(pool)
+                .await?
+                .try_get("n")?,
+            Db::Postgres(pool) => sqlx::query("SELECT COUNT(*) AS n FROM usage_ledger")
+                .fetch_one(pool)
+                .await?
+                .try_get("n")?,
         })
     }
 }

@@ -49,9 +49,14 @@ async fn ledger_sums_spend_per_key() {
         status: 200,
         outcome: "ok".into(),
     };
-    db.insert_usage(&[row(Some("k1"), 100, 0.5), row(Some("k1"), 200, 0.25), row(None, 200, 9.0), row(Some("k2"), 50, 1.0)])
-        .await
-        .unwrap();
+    db.insert_usage(&[
+        row(Some("k1"), 100, 0.5),
+        row(Some("k1"), 200, 0.25),
+        row(None, 200, 9.0),
+        row(Some("k2"), 50, 1.0),
+    ])
+    .await
+    .unwrap();
     assert_eq!(db.usage_count().await.unwrap(), 4);
     let mut spend = db.spend_since(100).await.unwrap();
     spend.sort_by(|a, b| a.0.cmp(&b.0));

@@ -129,7 +129,14 @@ pub(crate) async fn create(
         Ok(db) => db,
         Err(r) => return r,
     };
-    let bytes = match crate::body::read(&headers, body, 64 * 1024, state.config.server.body_read_timeout).await {
+    let bytes = match crate::body::read(
+        &headers,
+        body,
+        64 * 1024,
+        state.config.server.body_read_timeout,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
@@ -164,8 +171,10 @@ pub(crate) async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap)
         Err(r) => return r,
     };
     match db.list_keys().await {
-        Ok(keys) => axum::Json(json!({"object": "list", "data": keys.iter().map(describe).collect::<Vec<_>>()}))
-            .into_response(),
+        Ok(keys) => axum::Json(
+            json!({"object": "list", "data": keys.iter().map(describe).collect::<Vec<_>>()}),
+        )
+        .into_response(),
         Err(e) => store_error(&e),
     }
 }

@@ -92,9 +92,7 @@ async fn protect(state: &Arc<AppState>, req: Request, next: Next) -> Result<Resp
     };
     let mut info = RateInfo::default();
     if let Some(k) = &key {
-        info = k
-            .begin(started, now_ms())
-            .map_err(|r| refusal(state, r))?;
+        info = k.begin(started, now_ms()).map_err(|r| refusal(state, r))?;
     }
     // From here the key holds a slot: `Finish` gives it back however this ends.
     let mut finish = Finish {
@@ -108,7 +106,10 @@ async fn protect(state: &Arc<AppState>, req: Request, next: Next) -> Result<Resp
         how: Finished::Neutral,
         started,
     };
-    let priority = finish.key.as_ref().map_or(Priority::Default, |k| k.priority);
+    let priority = finish
+        .key
+        .as_ref()
+        .map_or(Priority::Default, |k| k.priority);
     let Some(slot) = p.gate.admit(priority).await else {
         if let Some(c) = p.counters.shed.get(shed_index(priority)) {
             c.fetch_add(1, Ordering::Relaxed);
@@ -140,11 +141,8 @@ async fn protect(state: &Arc<AppState>, req: Request, next: Next) -> Result<Resp
     };
     let peek: Peek = serde_json::from_slice(&bytes).unwrap_or_default();
     finish.route.clone_from(&peek.model);
-    let estimate = (bytes.len() as u64) / 4
-        + peek
-            .max_completion_tokens
-            .or(peek.max_tokens)
-            .unwrap_or(0);
+    let estimate =
+        (bytes.len() as u64) / 4 + peek.max_completion_tokens.or(peek.max_tokens).unwrap_or(0);
     if let Some(k) = &finish.key {
         if let Err(r) = k.check_body(&peek.model, estimate, started, &mut info) {
             let e = refusal(state, r);
@@ -206,7 +204,9 @@ fn refusal(state: &AppState, r: Refusal) -> ApiError {
                 kind,
                 headers: headers
                     .iter()
-                    .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                    .filter_map(|(k, v)| {
+                        Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
+                    })
                     .collect(),
             }
         }
@@ -226,7 +226,11 @@ fn refusal(state: &AppState, r: Refusal) -> ApiError {
             ApiError::QuotaExceeded {
                 message: format!(
                     "This key has spent its {period} budget of ${limit:.2}. Ask the gateway's operator to raise it, or wait for the next {}.",
-                    if period == "daily" { "day (UTC)" } else { "month (UTC)" }
+                    if period == "daily" {
+                        "day (UTC)"
+                    } else {
+                        "month (UTC)"
+                    }
                 ),
             }
         }
@@ -242,7 +246,10 @@ fn rate_headers(h: &mut HeaderMap, info: &RateInfo) {
         let Some((limit, d)) = v else { continue };
         let pairs = [
             (format!("x-ratelimit-limit-{what}"), limit.to_string()),
-            (format!("x-ratelimit-remaining-{what}"), d.remaining.to_string()),
+            (
+                format!("x-ratelimit-remaining-{what}"),
+                d.remaining.to_string(),
+            ),
             (format!("x-ratelimit-reset-{what}"), go_duration(d.reset)),
         ];
         for (k, v) in pairs {

@@ -101,7 +101,12 @@ impl KeyState {
 }
 
 impl VirtualKey {
-    pub(crate) fn from_record(record: KeyRecord, spent_day: f64, spent_month: f64, wall_ms: i64) -> Self {
+    pub(crate) fn from_record(
+        record: KeyRecord,
+        spent_day: f64,
+        spent_month: f64,
+        wall_ms: i64,
+    ) -> Self {
         let l = &record.limits;
         let (day, month) = day_and_month(wall_ms);
         Self {
@@ -191,7 +196,14 @@ impl VirtualKey {
 
     /// The request is over: reconcile tokens (`charged` were taken, `used` were used) and add
     /// its cost to the spend.
-    pub(crate) fn end(&self, charged: u64, used: Option<u64>, cost: f64, now: Instant, wall_ms: i64) {
+    pub(crate) fn end(
+        &self,
+        charged: u64,
+        used: Option<u64>,
+        cost: f64,
+        now: Instant,
+        wall_ms: i64,
+    ) {
         let Ok(mut s) = self.state.lock() else {
             return;
         };
@@ -349,7 +361,10 @@ mod tests {
             Err(Refusal::Model("other".into()))
         );
         assert!(k.check_body("chat", 80, now, &mut info).is_ok());
-        assert!(matches!(k.check_body("chat", 80, now, &mut info), Err(Refusal::Tokens(..))));
+        assert!(matches!(
+            k.check_body("chat", 80, now, &mut info),
+            Err(Refusal::Tokens(..))
+        ));
         k.end(80, Some(10), 0.6, now, 0);
         assert!(k.check_body("chat", 80, now, &mut info).is_ok());
         assert!(k.begin(now, 0).is_ok());
@@ -359,6 +374,9 @@ mod tests {
         let tomorrow = now + Duration::from_secs(60);
         assert!(k.begin(tomorrow, DAY_MS).is_ok());
         k.end(0, None, 0.0, tomorrow, DAY_MS);
-        assert!(matches!(k.begin(tomorrow, DAY_MS), Err(Refusal::Requests(..))));
+        assert!(matches!(
+            k.begin(tomorrow, DAY_MS),
+            Err(Refusal::Requests(..))
+        ));
     }
 }

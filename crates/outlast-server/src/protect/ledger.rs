@@ -27,43 +27,42 @@ impl Ledger {
         let interval = config.flush_interval;
         let written = std::sync::Arc::new(AtomicU64::new(0));
         let counter = std::sync::Arc::clone(&written);
-        let task = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(batch_size);
-            loop {
-                let closed = match tokio::time::timeout(
-                    interval,
-                    rx.recv_many(&mut batch, batch_size),
-                )
-                .await
-                {
-                    Ok(0) => true,
-                    Ok(_) => false,
-                    Err(_) => false,
-                };
-                // Take what else is already queued, up to a batch.
-                while batch.len() < batch_size {
-                    match rx.try_recv() {
-                        Ok(r) => batch.push(r),
-                        Err(_) => break,
-                    }
-                }
-                if !batch.is_empty() {
-                    let n = batch.len() as u64;
-                    match db.insert_usage(&batch).await {
-                        Ok(()) => {
-                            counter.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, rows = n, "could not write usage rows")
+        let task =
+            tokio::spawn(async move {
+                let mut batch = Vec::with_capacity(batch_size);
+                loop {
+                    let closed =
+                        match tokio::time::timeout(interval, rx.recv_many(&mut batch, batch_size))
+                            .await
+                        {
+                            Ok(0) => true,
+                            Ok(_) => false,
+                            Err(_) => false,
+                        };
+                    // Take what else is already queued, up to a batch.
+                    while batch.len() < batch_size {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
                         }
                     }
-                    batch.clear();
+                    if !batch.is_empty() {
+                        let n = batch.len() as u64;
+                        match db.insert_usage(&batch).await {
+                            Ok(()) => {
+                                counter.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, rows = n, "could not write usage rows")
+                            }
+                        }
+                        batch.clear();
+                    }
+                    if closed {
+                        break;
+                    }
                 }
-                if closed {
-                    break;
-                }
-            }
-        });
+            });
         Self {
             tx: Mutex::new(Some(tx)),
             task: tokio::sync::Mutex::new(Some(task)),

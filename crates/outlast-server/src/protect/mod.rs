@@ -104,15 +104,42 @@ impl Protection {
             let _ = writeln!(out, "outlast_admission_shed_total{{priority=\"{p}\"}} {v}");
         }
         let rows = [
-            ("outlast_admitted_total", "Requests admitted to the handlers.", g(&c.admitted)),
-            ("outlast_key_rate_limited_total", "Requests refused by a key's rate or concurrency limit (429).", g(&c.rate_limited)),
-            ("outlast_key_budget_refused_total", "Requests refused because a key's budget is spent.", g(&c.budget_refused)),
-            ("outlast_unauthenticated_limited_total", "Requests without a valid key refused by the per-address limit.", g(&c.unauthenticated_limited)),
-            ("outlast_connections_refused_total", "Connections closed at accept by the total or per-address limit.", g(&c.connections_refused)),
-            ("outlast_unpriced_requests_total", "Requests to targets missing from the price table (charged at the highest known rates).", g(&c.unpriced)),
+            (
+                "outlast_admitted_total",
+                "Requests admitted to the handlers.",
+                g(&c.admitted),
+            ),
+            (
+                "outlast_key_rate_limited_total",
+                "Requests refused by a key's rate or concurrency limit (429).",
+                g(&c.rate_limited),
+            ),
+            (
+                "outlast_key_budget_refused_total",
+                "Requests refused because a key's budget is spent.",
+                g(&c.budget_refused),
+            ),
+            (
+                "outlast_unauthenticated_limited_total",
+                "Requests without a valid key refused by the per-address limit.",
+                g(&c.unauthenticated_limited),
+            ),
+            (
+                "outlast_connections_refused_total",
+                "Connections closed at accept by the total or per-address limit.",
+                g(&c.connections_refused),
+            ),
+            (
+                "outlast_unpriced_requests_total",
+                "Requests to targets missing from the price table (charged at the highest known rates).",
+                g(&c.unpriced),
+            ),
         ];
         for (name, help, v) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         }
         let open = self.connections.open_count();
         let _ = writeln!(

@@ -87,8 +87,5 @@ pub(crate) fn ensure_stream_usage(req: &mut outlast_core::ChatRequest) -> bool {
 pub(crate) fn is_usage_only(chunk: &outlast_providers::Chunk) -> bool {
     chunk.usage.is_some()
         && chunk.text.is_none()
-        && chunk
-            .data
-            .windows(12)
-            .any(|w| w == b"\"choices\":[]")
+        && chunk.data.windows(12).any(|w| w == b"\"choices\":[]")
 }
