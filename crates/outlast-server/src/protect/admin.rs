@@ -81,12 +81,11 @@ pub fn describe(r: &KeyRecord) -> Value {
     })
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<outlast_store::Db, Response> {
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<outlast_store::Db, ApiError> {
     let Some(admin) = &state.config.keys.admin_key else {
         return Err(ApiError::NotFound {
             path: "/admin/keys".into(),
-        }
-        .into_response());
+        });
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -96,20 +95,15 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<outlast_store::Db,
     if !crate::auth::constant_time_eq(admin.expose().as_bytes(), given.as_bytes()) {
         return Err(ApiError::Unauthorized {
             message: "The admin API needs `Authorization: Bearer <keys.admin_key>`.",
-        }
-        .into_response());
+        });
     }
     state
         .protect
         .store
         .get()
         .map(|s| s.db.clone())
-        .ok_or_else(|| {
-            ApiError::Internal {
-                message: "The gateway has no key store attached; virtual keys are unavailable."
-                    .into(),
-            }
-            .into_response()
+        .ok_or_else(|| ApiError::Internal {
+            message: "The gateway has no key store attached; virtual keys are unavailable.".into(),
         })
 }
 
@@ -127,7 +121,7 @@ pub(crate) async fn create(
 ) -> Response {
     let db = match authorize(&state, &headers) {
         Ok(db) => db,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let bytes = match crate::body::read(
         &headers,
@@ -168,7 +162,7 @@ pub(crate) async fn create(
 pub(crate) async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let db = match authorize(&state, &headers) {
         Ok(db) => db,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match db.list_keys().await {
         Ok(keys) => axum::Json(
@@ -186,7 +180,7 @@ pub(crate) async fn revoke(
 ) -> Response {
     let db = match authorize(&state, &headers) {
         Ok(db) => db,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     // Refuse on this replica before the database even answers.
     state.protect.registry.remove_id(&id);

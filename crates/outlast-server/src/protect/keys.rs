@@ -292,7 +292,7 @@ pub(crate) fn go_duration(d: Duration) -> String {
     }
     let m = ms / 60_000;
     let rest = ms % 60_000;
-    let s = if rest % 1000 == 0 {
+    let s = if rest.is_multiple_of(1000) {
         format!("{}s", rest / 1000)
     } else {
         let text = format!("{:.3}", rest as f64 / 1000.0);
