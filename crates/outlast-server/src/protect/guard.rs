@@ -157,9 +157,12 @@ async fn protect(state: &Arc<AppState>, req: Request, next: Next) -> Result<Resp
     let mut response = tap::scope(Arc::clone(&finish.tap), next.run(req)).await;
     let status = response.status().as_u16();
     finish.status = status;
+    // The gateway's own load shows in its latency and in deadlines missed; a provider's
+    // refusals (429, 503 at_capacity) are the per-provider cascade guard's signal, and
+    // shrinking the gateway's limit for them would shed traffic other providers could serve.
     finish.how = match status {
         200..=299 => Finished::Answered(started.elapsed()),
-        429 | 503 | 504 => Finished::Overloaded,
+        504 => Finished::Overloaded,
         _ => Finished::Neutral,
     };
     rate_headers(response.headers_mut(), &info);
