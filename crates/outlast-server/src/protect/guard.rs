@@ -315,6 +315,7 @@ impl Drop for Finish {
         // would be most of the rows.
         if let Some(store) = p.store.get()
             && admitted
+            && self.state.config.usage.enabled
         {
             let outcome = match self.status {
                 200..=299 => "ok",
