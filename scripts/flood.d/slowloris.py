@@ -39,6 +39,8 @@ async def one(deadline):
             stats["closed_by_server"] += 1
         finally:
             writer.close()
+        # Come back at the attacker's own slow pace, not in a hot loop.
+        await asyncio.sleep(interval)
 
 
 async def main():

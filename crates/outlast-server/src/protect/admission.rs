@@ -15,8 +15,11 @@ use tokio::time::Instant;
 pub(crate) struct Gate {
     enabled: bool,
     state: Mutex<Admission>,
-    freed: Notify,
-    waiting: AtomicUsize,
+    /// One queue per class that may wait (critical, default), so a freed slot wakes one
+    /// waiter of the highest class that may take it instead of every waiter.
+    freed: [Notify; 2],
+    waiting: [AtomicUsize; 2],
+    queued: AtomicUsize,
     max_wait: Duration,
     max_queue: usize,
 }
@@ -38,8 +41,9 @@ impl Gate {
         Self {
             enabled: config.enabled,
             state: Mutex::new(Admission::new(limit, Instant::now())),
-            freed: Notify::new(),
-            waiting: AtomicUsize::new(0),
+            freed: [Notify::new(), Notify::new()],
+            waiting: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            queued: AtomicUsize::new(0),
             max_wait: config.max_wait,
             max_queue: config.max_queue,
         }
@@ -61,16 +65,25 @@ impl Gate {
             return Some(Slot { _private: () });
         }
         // The lowest class is shed first: it never queues.
-        if p == Priority::Sheddable || self.max_wait.is_zero() {
+        let class = match p {
+            Priority::Critical => 0,
+            Priority::Default => 1,
+            Priority::Sheddable => return None,
+        };
+        if self.max_wait.is_zero() {
             return None;
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let (Some(freed), Some(waiting)) = (self.freed.get(class), self.waiting.get(class)) else {
+            return None;
+        };
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
+        waiting.fetch_add(1, Ordering::AcqRel);
         let deadline = Instant::now() + self.max_wait;
         let admitted = loop {
-            let notified = self.freed.notified();
+            let notified = freed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.try_admit(p) {
@@ -80,7 +93,8 @@ impl Gate {
                 break self.try_admit(p);
             }
         };
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        waiting.fetch_sub(1, Ordering::AcqRel);
+        self.queued.fetch_sub(1, Ordering::AcqRel);
         admitted.then_some(Slot { _private: () })
     }
 
@@ -88,11 +102,22 @@ impl Gate {
         if !self.enabled {
             return;
         }
-        if let Ok(mut s) = self.state.lock() {
-            s.finish(how, Instant::now());
-        }
-        if self.waiting.load(Ordering::Acquire) > 0 {
-            self.freed.notify_waiters();
+        let room = match self.state.lock() {
+            Ok(mut s) => {
+                s.finish(how, Instant::now());
+                [
+                    s.in_flight() < s.cap(Priority::Critical),
+                    s.in_flight() < s.cap(Priority::Default),
+                ]
+            }
+            Err(_) => [false, false],
+        };
+        // Wake one waiter of the highest class that may take the freed slot.
+        for ((room, waiting), freed) in room.iter().zip(&self.waiting).zip(&self.freed) {
+            if *room && waiting.load(Ordering::Acquire) > 0 {
+                freed.notify_one();
+                break;
+            }
         }
     }
 
