@@ -414,3 +414,41 @@ async fn a_one_dollar_budget_stops_at_one_dollar_across_restarts() {
     let gw = gateway_with(cfg(&sim, ""), db.clone()).await;
     assert_eq!(chat(&c, &gw, &key, &chat_body("chat")).await.status(), 429);
 }
+
+#[tokio::test]
+async fn a_default_request_waits_for_a_slot_within_max_wait() {
+    let sim = sim_faults("a", stalled_sim_faults()).await;
+    // A limit of 2: the default class may hold 1, and waits up to 5 s for it.
+    let extra = "[admission]\nmin_concurrency = 2\nmax_concurrency = 2\nmax_wait = \"5s\"\n";
+    let gw = gateway_with(cfg(&sim, extra), Db::open_memory().await.unwrap()).await;
+    let c = client();
+    let (key, _) = create_key(&c, &gw, json!({"name": "app"})).await;
+    let held = chat(&c, &gw, &key, &stream_body("chat")).await;
+    assert_eq!(held.status(), 200);
+    let waiter = {
+        let c = c.clone();
+        let url = gw.url("/v1/chat/completions");
+        let key = key.clone();
+        tokio::spawn(async move {
+            c.post(url)
+                .bearer_auth(key)
+                .json(&chat_body("chat"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    // Wait (bounded) until the request is queued at the gate, then release the held slot.
+    let mut queued = false;
+    for _ in 0..100_000 {
+        if gw.state.protect.admission_queued() == 1 {
+            queued = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(queued, "the second request should wait for a slot");
+    drop(held);
+    assert_eq!(waiter.await.unwrap(), 200);
+}

@@ -121,6 +121,11 @@ impl Gate {
         }
     }
 
+    /// Requests waiting for a slot now.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
     /// (limit, in flight) for metrics.
     pub(crate) fn snapshot(&self) -> (u32, u32) {
         self.state

@@ -156,6 +156,11 @@ impl Protection {
         }
     }
 
+    /// Requests waiting for an admission slot now.
+    pub fn admission_queued(&self) -> usize {
+        self.gate.queued()
+    }
+
     /// Write every usage row still queued (graceful shutdown).
     pub async fn close(&self) {
         if let Some(s) = self.store.get() {
