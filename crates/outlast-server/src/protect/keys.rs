@@ -371,7 +371,8 @@ mod tests {
         k.end(0, None, 0.5, now, 0);
         // $1.10 spent of $1: refused for the rest of the day, allowed the next.
         assert!(matches!(k.begin(now, 0), Err(Refusal::Budget { .. })));
-        let tomorrow = now + Duration::from_secs(60);
+        // 30 s later one of the two requests per minute is free again.
+        let tomorrow = now + Duration::from_secs(30);
         assert!(k.begin(tomorrow, DAY_MS).is_ok());
         k.end(0, None, 0.0, tomorrow, DAY_MS);
         assert!(matches!(
