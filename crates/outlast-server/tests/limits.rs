@@ -452,3 +452,28 @@ async fn a_default_request_waits_for_a_slot_within_max_wait() {
     drop(held);
     assert_eq!(waiter.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn limits_on_the_messages_api_answer_in_anthropic_shape() {
+    let sim = sim("a").await;
+    let gw = gateway_with(cfg(&sim, ""), Db::open_memory().await.unwrap()).await;
+    let c = client();
+    let (key, _) = create_key(&c, &gw, json!({"name": "claude-code", "rpm": 1})).await;
+    let body =
+        json!({"model": "chat", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]});
+    let send = || {
+        c.post(gw.url("/v1/messages"))
+            .header("x-api-key", &key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 200);
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.headers()["x-ratelimit-limit-requests"], "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+}

@@ -45,12 +45,20 @@ pub(crate) async fn layer(
     req: Request,
     next: Next,
 ) -> Response {
+    // Anthropic SDKs on /v1/messages get Anthropic's error body, with the same headers.
+    let anthropic = req.uri().path() == "/v1/messages";
     match protect(&state, req, next).await {
         Ok(r) => r,
         Err(e) => {
             state.metrics.request();
             state.metrics.response(e.status().as_u16());
-            e.into_response()
+            if anthropic {
+                let body = crate::messages::anthropic_error(&e).into_body();
+                let (parts, _) = e.into_response().into_parts();
+                Response::from_parts(parts, body)
+            } else {
+                e.into_response()
+            }
         }
     }
 }
