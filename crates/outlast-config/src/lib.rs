@@ -3,6 +3,7 @@
 //! runs on. Every error names the field it is about.
 
 mod interpolate;
+mod limits;
 pub mod presets;
 mod raw;
 mod secret;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use interpolate::interpolate;
+pub use limits::{Admission, Edge, Keys, Usage};
 pub use secret::Secret;
 pub use status::StatusSettings;
 
@@ -68,6 +70,10 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<Route>,
     pub status: StatusSettings,
+    pub edge: Edge,
+    pub admission: Admission,
+    pub keys: Keys,
+    pub usage: Usage,
 }
 
 /// Limits at the edge, against slow, large or abusive clients.

@@ -34,6 +34,14 @@ pub(crate) struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub status: crate::status::RawStatus,
+    #[serde(default)]
+    pub edge: crate::limits::RawEdge,
+    #[serde(default)]
+    pub admission: crate::limits::RawAdmission,
+    #[serde(default)]
+    pub keys: crate::limits::RawKeys,
+    #[serde(default)]
+    pub usage: crate::limits::RawUsage,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -351,6 +359,10 @@ impl RawConfig {
             providers,
             routes,
             status,
+            edge: self.edge.check()?,
+            admission: self.admission.check()?,
+            keys: self.keys.check()?,
+            usage: self.usage.check()?,
         })
     }
 }

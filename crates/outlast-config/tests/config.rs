@@ -332,3 +332,44 @@ fn status_section_defaults_and_checks() {
     let e = parse(&format!("{base}[status]\ncolour = \"red\"\n")).unwrap_err();
     assert!(e.contains("colour"), "{e}");
 }
+
+#[test]
+fn protection_sections_have_safe_defaults_and_checked_values() {
+    let c = parse("").unwrap();
+    assert_eq!(c.edge.max_connections, 10_000);
+    assert_eq!(c.edge.max_connections_per_ip, 256);
+    assert_eq!(c.edge.max_h2_streams, 100);
+    assert_eq!(c.edge.unauthenticated_per_ip_per_minute, 60);
+    assert!(c.admission.enabled);
+    assert_eq!(c.admission.max_wait, Duration::from_millis(100));
+    assert!(c.keys.admin_key.is_none());
+    assert_eq!(c.usage.batch_size, 256);
+
+    let c = parse(
+        "[edge]\nmax_connections = 50\nmax_connections_per_ip = 5\n\
+         [admission]\nmin_concurrency = 4\nmax_concurrency = 8\ninitial_concurrency = 100\nmax_wait = \"20ms\"\n\
+         [keys]\nadmin_key = \"0123456789abcdef-admin\"\nrefresh_interval = \"1s\"\n\
+         [usage]\nbatch_size = 10\nflush_interval = \"50ms\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.edge.max_connections, 50);
+    // The initial limit is clamped into [min, max].
+    assert_eq!(c.admission.initial_concurrency, 8);
+    assert_eq!(c.admission.max_wait, Duration::from_millis(20));
+    assert!(!format!("{:?}", c.keys).contains("0123456789abcdef"));
+    assert_eq!(c.usage.flush_interval, Duration::from_millis(50));
+
+    for (text, field) in [
+        ("[edge]\nmax_connections = 0", "edge.max_connections"),
+        ("[edge]\nmax_conns = 1", "edge.max_conns"),
+        (
+            "[admission]\nmin_concurrency = 9\nmax_concurrency = 8",
+            "admission.max_concurrency",
+        ),
+        ("[keys]\nadmin_key = \"short\"", "keys.admin_key"),
+        ("[usage]\nbatch_size = 0", "usage.batch_size"),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(e.starts_with(field), "{text}: {e}");
+    }
+}

@@ -8,10 +8,14 @@
 //! - [`ewma::PeakEwma`]: time-to-first-token estimate that jumps up at once and decays slowly.
 //! - [`limiter::AimdLimit`]: per-provider concurrency limit, additive increase while the
 //!   provider keeps up, multiplicative decrease on back-pressure (the cascade guard).
+//! - [`gcra::Gcra`]: per-key and per-address rate limits (requests, weighted tokens).
+//! - [`admission::Admission`]: the gateway-wide adaptive limit shared by priority classes.
 
+pub mod admission;
 pub mod breaker;
 pub mod budget;
 pub mod ewma;
+pub mod gcra;
 pub mod limiter;
 
 pub use tokio::time::Instant;

@@ -1,16 +1,36 @@
 //! Client authentication against the configured gateway keys.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use axum::http::{HeaderMap, header};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::protect::keys::VirtualKey;
+
+/// Who is calling.
+#[derive(Debug)]
+pub(crate) enum Caller {
+    /// No keys are configured and no virtual key was ever created.
+    Open,
+    /// One of `[auth] api_keys`.
+    Static,
+    /// A virtual key from the store.
+    Virtual(Arc<VirtualKey>),
+}
 
 /// Accept `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key: <key>` (Anthropic SDKs).
-/// With no keys configured the gateway is open.
 pub(crate) fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    identify(state, headers).map(|_| ())
+}
+
+/// Static keys first, then virtual keys by hash. With no static keys and no virtual key ever
+/// created the gateway is open. Error messages never repeat the key.
+pub(crate) fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let keys = &state.config.auth.api_keys;
-    if keys.is_empty() {
-        return Ok(());
+    if keys.is_empty() && !state.protect.keys_in_use.load(Ordering::Acquire) {
+        return Ok(Caller::Open);
     }
     let given = headers
         .get(header::AUTHORIZATION)
@@ -30,7 +50,9 @@ pub(crate) fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
         .iter()
         .any(|k| constant_time_eq(k.expose().as_bytes(), given.as_bytes()))
     {
-        Ok(())
+        Ok(Caller::Static)
+    } else if let Some(k) = state.protect.registry.lookup(given) {
+        Ok(Caller::Virtual(k))
     } else {
         Err(ApiError::Unauthorized {
             message: "The API key is not valid for this gateway. Check the key you configured in your client.",
@@ -39,7 +61,7 @@ pub(crate) fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
 }
 
 /// Compare without an early exit, so response time does not reveal how much of a key matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

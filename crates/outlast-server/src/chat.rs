@@ -142,6 +142,7 @@ async fn complete(
         {
             Ok(reply) => {
                 failover.succeeded(&target);
+                crate::protect::tap::record(&target, reply.usage);
                 let mut response = (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "application/json")],
@@ -237,6 +238,7 @@ pub(crate) async fn stream_with<E: Encoder>(
     mut failover: Failover,
     encoder: E,
 ) -> Result<Response, ApiError> {
+    let hide_usage = crate::protect::tap::ensure_stream_usage(&mut req);
     let (upstream, first, target) = open_stream(state, &mut req, &mut failover).await?;
     let attempts = failover.attempts();
     let permit = failover.take_permit();
@@ -257,6 +259,8 @@ pub(crate) async fn stream_with<E: Encoder>(
         }),
         encoder,
         finished: false,
+        tap: crate::protect::tap::current(),
+        hide_usage,
     };
     let body = futures_util::stream::unfold(relay, |mut r| async move {
         let bytes = r.next_frame().await?;
@@ -317,6 +321,9 @@ struct Relay<E> {
     resume: Option<Resume>,
     encoder: E,
     finished: bool,
+    /// Where usage is reported for billing, and whether the client did not ask to see it.
+    tap: Option<Arc<crate::protect::tap::Tap>>,
+    hide_usage: bool,
 }
 
 impl<E: Encoder> Relay<E> {
@@ -370,6 +377,12 @@ impl<E: Encoder> Relay<E> {
     /// Note what the chunk adds to the answer and frame it for the client (a continuation's
     /// opening role chunk is dropped).
     fn relay_chunk(&mut self, chunk: outlast_providers::Chunk, out: &mut BytesMut) {
+        if let (Some(tap), Some(usage)) = (&self.tap, chunk.usage) {
+            tap.record(&self.target, usage);
+            if self.hide_usage && crate::protect::tap::is_usage_only(&chunk) {
+                return;
+            }
+        }
         let Some(resume) = &mut self.resume else {
             return self.encoder.chunk(&chunk.data, out);
         };

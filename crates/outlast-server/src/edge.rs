@@ -14,10 +14,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use crate::protect::PeerIp;
 use crate::{AppState, app};
+use tower::ServiceExt;
 
-/// Most concurrent HTTP/2 streams one client connection may open.
-const MAX_H2_STREAMS: u32 = 256;
+/// HTTP/2 streams a client may reset before the server has accepted them (Rapid Reset,
+/// CVE-2023-44487): past it the connection is closed.
+const MAX_PENDING_RESETS: usize = 20;
 
 /// How shutdown went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +66,8 @@ impl Server {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(MAX_H2_STREAMS)
+            .max_concurrent_streams(state.config.edge.max_h2_streams)
+            .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
             .keep_alive_interval(Duration::from_secs(30));
         let graceful = GracefulShutdown::new();
         let (status_stop, status_rx) = tokio::sync::watch::channel(false);
@@ -72,12 +76,26 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
+                    Ok((stream, peer)) => {
+                        // Over the total or per-address limit: close at once, before any
+                        // byte is read, so idle or slow connections cannot pile up.
+                        let Some(permit) = state.protect.connections.open(peer.ip()) else {
+                            state.protect.counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+                            drop(stream);
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
-                        let svc = TowerToHyperService::new(app.clone());
+                        let ip = PeerIp(peer.ip());
+                        let svc = TowerToHyperService::new(app.clone().map_request(
+                            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                                req.extensions_mut().insert(ip);
+                                req
+                            },
+                        ));
                         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                         let conn = graceful.watch(conn);
                         tokio::spawn(async move {
+                            let _permit = permit;
                             if let Err(e) = conn.await {
                                 tracing::debug!(error = %e, "connection ended with an error");
                             }
@@ -104,6 +122,8 @@ impl Server {
         // Last flush of history and incidents, then the status task ends.
         let _ = status_stop.send(true);
         let _ = status_task.await;
+        // Every usage row of the finished requests reaches the ledger before exit.
+        state.protect.close().await;
         ShutdownReport { drained }
     }
 }

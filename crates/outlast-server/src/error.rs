@@ -35,6 +35,20 @@ pub enum ApiError {
         message: String,
         body: Option<Bytes>,
     },
+    /// The key may not use this model (403).
+    Forbidden { message: String },
+    /// A per-key or per-address rate or concurrency limit (429, `Retry-After`, the
+    /// `x-ratelimit-*` headers in `headers`). `kind` is OpenAI's error type: `requests` or
+    /// `tokens`.
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+        kind: &'static str,
+        headers: Vec<(String, String)>,
+    },
+    /// The key's spend budget is used up (429, `code: "insufficient_quota"`,
+    /// `x-should-retry: false`: retrying cannot help before the budget resets).
+    QuotaExceeded { message: String },
     /// Every target failed (503).
     Unavailable {
         message: String,
@@ -68,6 +82,10 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::UpstreamRejected { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
             }
@@ -131,6 +149,21 @@ impl ApiError {
                 "invalid_request_error",
                 None,
                 Some("request_too_large"),
+            ),
+            ApiError::Forbidden { message } => (
+                message.clone(),
+                "permission_error",
+                Some("model"),
+                Some("model_not_allowed"),
+            ),
+            ApiError::RateLimited { message, kind, .. } => {
+                (message.clone(), kind, None, Some("rate_limit_exceeded"))
+            }
+            ApiError::QuotaExceeded { message } => (
+                message.clone(),
+                "insufficient_quota",
+                None,
+                Some("insufficient_quota"),
             ),
             ApiError::UpstreamRejected {
                 body: Some(body), ..
@@ -210,7 +243,8 @@ impl IntoResponse for ApiError {
             .into_response();
         match &self {
             ApiError::Unavailable { retry_after, .. }
-            | ApiError::AtCapacity { retry_after, .. } => {
+            | ApiError::AtCapacity { retry_after, .. }
+            | ApiError::RateLimited { retry_after, .. } => {
                 let secs = retry_after_secs(*retry_after);
                 if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -218,7 +252,17 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        if let ApiError::AtCapacity { .. } = &self {
+        if let ApiError::RateLimited { headers, .. } = &self {
+            for (k, v) in headers {
+                if let (Ok(k), Ok(v)) = (
+                    header::HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    response.headers_mut().insert(k, v);
+                }
+            }
+        }
+        if let ApiError::AtCapacity { .. } | ApiError::QuotaExceeded { .. } = &self {
             // A deliberate shed: the official SDKs would otherwise retry it twice at once,
             // turning one shed request into three.
             response
@@ -245,6 +289,18 @@ mod tests {
                 after: Duration::from_secs(1),
             },
             ApiError::PayloadTooLarge { limit: 10 },
+            ApiError::Forbidden {
+                message: "no".into(),
+            },
+            ApiError::RateLimited {
+                message: "slow".into(),
+                retry_after: Duration::from_secs(1),
+                kind: "requests",
+                headers: vec![],
+            },
+            ApiError::QuotaExceeded {
+                message: "spent".into(),
+            },
             ApiError::UpstreamRejected {
                 status: 422,
                 message: "no".into(),
@@ -268,7 +324,9 @@ mod tests {
         let statuses: Vec<u16> = cases.iter().map(|c| c.status().as_u16()).collect();
         assert_eq!(
             statuses,
-            [400, 401, 404, 404, 405, 408, 413, 422, 503, 503, 504, 500]
+            [
+                400, 401, 404, 404, 405, 408, 413, 403, 429, 429, 422, 503, 503, 504, 500
+            ]
         );
         for c in &cases {
             let v: serde_json::Value = serde_json::from_slice(&c.body()).unwrap();

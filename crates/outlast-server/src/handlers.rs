@@ -122,6 +122,7 @@ async fn embed(
         {
             Ok(reply) => {
                 failover.succeeded(&target);
+                crate::protect::tap::record(&target, reply.usage);
                 let mut r = (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "application/json")],
@@ -154,7 +155,11 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render() + &crate::status::render_metrics(&state),
+        {
+            let mut text = state.metrics.render();
+            state.protect.render_metrics(&mut text);
+            text + &crate::status::render_metrics(&state)
+        },
     )
         .into_response()
 }

@@ -12,6 +12,7 @@ mod handlers;
 pub mod health;
 mod messages;
 pub mod metrics;
+pub mod protect;
 mod request_id;
 pub mod status;
 
@@ -24,6 +25,7 @@ use outlast_config::Config;
 use outlast_providers::{Provider, UnsupportedProtocol};
 
 pub use edge::{Server, ShutdownReport};
+pub use protect::{Protection, attach_store};
 
 /// What every handler shares. Immutable but for counters and the draining flag.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub struct AppState {
     pub status: status::StatusState,
     /// Set when shutdown starts: `/readyz` turns 503 so load balancers stop sending.
     pub draining: AtomicBool,
+    /// Edge limits, virtual keys, admission, cost and the usage ledger.
+    pub protect: protect::Protection,
 }
 
 /// Why the gateway could not be assembled from a (valid) configuration.
@@ -70,6 +74,7 @@ impl AppState {
         let health = health::Health::new(&config);
         let status = status::StatusState::new(&config);
         Ok(Arc::new(Self {
+            protect: protect::Protection::new(&config),
             health,
             status,
             config: Arc::new(config),
@@ -84,11 +89,26 @@ impl AppState {
 /// The axum application. Usable in-process (`tower::ServiceExt::oneshot`) or served by
 /// [`Server`].
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
+    // The API endpoints that reach providers go through the protection layer.
+    let guarded = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/embeddings", post(handlers::embeddings))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            protect::guard::layer,
+        ));
+    Router::new()
+        .merge(guarded)
+        .route(
+            "/admin/keys",
+            post(protect::admin::create).get(protect::admin::list),
+        )
+        .route(
+            "/admin/keys/{id}",
+            axum::routing::delete(protect::admin::revoke),
+        )
         .route("/v1/models", get(handlers::models))
         .route("/v1/models/{*id}", get(handlers::model))
         .route("/healthz", get(handlers::healthz))

@@ -35,7 +35,7 @@ pub(crate) async fn messages(
 
 /// The gateway's error in Anthropic's shape, with the same status (529 for overload is not
 /// used: 503 is what the gateway means, and Anthropic SDKs retry it the same way).
-fn anthropic_error(e: &ApiError) -> Response {
+pub(crate) fn anthropic_error(e: &ApiError) -> Response {
     let status = e.status();
     let kind = match status.as_u16() {
         400 | 405 | 408 | 409 | 422 => "invalid_request_error",
@@ -114,6 +114,7 @@ async fn handle(
         match provider.chat(&state.client, &req, failover.limits()).await {
             Ok(reply) => {
                 failover.succeeded(&target);
+                crate::protect::tap::record(&target, reply.usage);
                 let completion: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
                 let msg = inbound::to_message(&completion, &public_model);
                 let mut r = (

@@ -5,7 +5,9 @@
 //! Each concern owns a module (keys, usage ledger, status history, notification outbox) that
 //! takes a [`Db`]; nothing outside this crate writes SQL.
 
+pub mod keys;
 pub mod status;
+pub mod usage;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -31,6 +33,8 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

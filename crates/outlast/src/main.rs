@@ -2,6 +2,7 @@
 //! simulator or the demo. No logic of its own beyond that.
 
 mod demo;
+mod keys;
 mod sim;
 
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ enum Command {
     /// Run a drill: simulated providers, a timeline of faults and client load; print what
     /// clients saw per phase.
     Scenario(ScenarioArgs),
+    /// Manage virtual keys: create (shown once, stored hashed), list, revoke.
+    Keys(keys::KeysArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             init_logging();
             runtime.block_on(sim::run(args))
         }
+        Command::Keys(args) => runtime.block_on(keys::run(args)),
         Command::Scenario(args) => {
             if std::env::var_os("OUTLAST_LOG").is_some() {
                 init_logging();
@@ -205,6 +209,18 @@ async fn serve(path: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> E
             return ExitCode::FAILURE;
         }
     };
+    let db = match &state.config.database_url {
+        Some(url) => outlast_store::Db::open_postgres(url.expose()).await,
+        None => outlast_store::Db::open_sqlite(&state.config.data_dir).await,
+    };
+    let attached = match db {
+        Ok(db) => outlast_server::attach_store(&state, db).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = attached {
+        eprintln!("outlast: cannot open the store (virtual keys, usage ledger): {e}");
+        return ExitCode::FAILURE;
+    }
     let server = match Server::bind(state.clone()).await {
         Ok(s) => s,
         Err(e) => {

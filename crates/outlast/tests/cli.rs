@@ -127,3 +127,46 @@ fn demo_runs_without_keys_and_reports_what_clients_saw() {
         assert_eq!(cols[cols.len() - 3], "0", "no errors {phase}: {row}");
     }
 }
+
+#[test]
+fn keys_are_created_once_listed_without_secrets_and_revoked() {
+    let dir = std::env::temp_dir().join(format!("outlast-cli-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| {
+        outlast()
+            .arg("keys")
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "create",
+        "--name",
+        "ci",
+        "--priority",
+        "critical",
+        "--rpm",
+        "60",
+        "--budget-daily",
+        "1",
+        "--models",
+        "chat,a/b",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("olk-") && key.len() == 68, "{key}");
+    let list = String::from_utf8(run(&["list"]).stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(list.trim()).unwrap();
+    assert_eq!(v["priority"], "critical");
+    assert_eq!(v["models"], serde_json::json!(["chat", "a/b"]));
+    assert!(!list.contains(&key));
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(run(&["revoke", &id]).status.success());
+    assert!(!run(&["revoke", &id]).status.success());
+    let bad = run(&["create", "--name", "x", "--priority", "urgent"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("priority"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -47,6 +47,21 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// A gateway started by a test with its own assembly (a store, say).
+    pub fn from_parts(
+        addr: SocketAddr,
+        state: Arc<AppState>,
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<ShutdownReport>,
+    ) -> Self {
+        Self {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
