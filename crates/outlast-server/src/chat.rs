@@ -113,7 +113,8 @@ async fn handle(
     }
 }
 
-fn provider<'a>(
+/// The provider a target belongs to.
+pub(crate) fn provider<'a>(
     state: &'a AppState,
     target: &Target,
 ) -> Result<&'a outlast_providers::Provider, ApiError> {

@@ -107,15 +107,7 @@ async fn embed(
     loop {
         let target = failover.next_target()?;
         req.model.clone_from(&target.model);
-        let provider = state
-            .providers
-            .get(target.provider)
-            .ok_or_else(|| ApiError::Internal {
-                message: format!(
-                    "target {} refers to a provider that is not configured",
-                    target.label()
-                ),
-            })?;
+        let provider = crate::chat::provider(state, &target)?;
         match provider
             .embeddings(&state.client, &req, failover.limits())
             .await

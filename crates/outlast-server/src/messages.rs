@@ -102,15 +102,7 @@ async fn handle(
     loop {
         let target = failover.next_target()?;
         req.model.clone_from(&target.model);
-        let provider = state
-            .providers
-            .get(target.provider)
-            .ok_or_else(|| ApiError::Internal {
-                message: format!(
-                    "target {} refers to a provider that is not configured",
-                    target.label()
-                ),
-            })?;
+        let provider = crate::chat::provider(state, &target)?;
         match provider.chat(&state.client, &req, failover.limits()).await {
             Ok(reply) => {
                 failover.succeeded(&target);
