@@ -138,7 +138,7 @@ impl Default for Resilience {
             breaker_window: Duration::from_secs(10),
             ejection_base: Duration::from_secs(1),
             ejection_max: Duration::from_secs(10),
-            retry_budget_ratio: 0.1,
+            retry_budget_ratio: 0.2,
             retry_budget_min_per_sec: 1.0,
             cooldown_max: Duration::from_secs(300),
             ewma_decay: Duration::from_secs(10),

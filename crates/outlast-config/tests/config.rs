@@ -234,7 +234,7 @@ targets = ["a/x", ["b/y", { target = "a/z", weight = 3 }]]
     assert_eq!(c.resilience.max_attempts, 2);
     assert_eq!(c.resilience.ejection_base, Duration::from_millis(500));
     assert!(!c.resilience.cascade_guard);
-    assert_eq!(c.resilience.retry_budget_ratio, 0.1, "default");
+    assert_eq!(c.resilience.retry_budget_ratio, 0.2, "default");
     assert_eq!(c.providers[0].max_concurrency, Some(40));
     let t = c.resolve("chat").unwrap();
     let shape: Vec<(String, u32, u32)> = t.iter().map(|t| (t.label(), t.tier, t.weight)).collect();

@@ -106,9 +106,8 @@ fn assert_unnoticed(r: &Report) {
     );
     let recovered = r.phase("recovered").unwrap();
     let primary = &recovered.providers[0];
-    // After a storm the primary's concurrency limit climbs back over a few round trips.
     assert!(
-        primary.answered * 3 > recovered.requests,
+        primary.answered > recovered.requests / 2,
         "traffic returned to the primary\n{r}"
     );
 }
