@@ -166,8 +166,10 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<report::Repor
             if e.at > now {
                 break;
             }
-            if samples.last().is_none_or(|s| s.at != e.at) {
-                samples.push(sample(&e.phase, e.at));
+            // The phase starts when the event takes effect (up to one tick after its time),
+            // so no request is counted in a phase whose conditions it did not see.
+            if samples.last().is_none_or(|s| s.phase != e.phase) {
+                samples.push(sample(&e.phase, now));
             }
             if let (Some(p), Some(patch)) = (&e.provider, &e.faults)
                 && let Some(i) = scenario.providers.iter().position(|x| &x.name == p)
