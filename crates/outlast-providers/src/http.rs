@@ -16,6 +16,19 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 /// Error bodies are only read this far: enough for any real explanation.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// Encode a request body; failing to is the gateway's bug, reported against the target.
+pub(crate) fn encode_json<T: serde::Serialize + ?Sized>(
+    value: &T,
+    target: &str,
+) -> Result<Vec<u8>, UpstreamError> {
+    serde_json::to_vec(value).map_err(|e| {
+        UpstreamError::new(
+            UpstreamErrorKind::Malformed,
+            format!("could not encode the request for {target}: {e}"),
+        )
+    })
+}
+
 /// The shared client: keep-alive pool, HTTP/2 where the provider offers it via ALPN, rustls.
 pub fn build_client(settings: &UpstreamSettings) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()

@@ -62,13 +62,7 @@ impl Anthropic {
     }
 
     fn encode(req: &ChatRequest, target: &str) -> Result<Vec<u8>, UpstreamError> {
-        let native = convert::to_native(req, target)?;
-        serde_json::to_vec(&native).map_err(|e| {
-            UpstreamError::new(
-                UpstreamErrorKind::Malformed,
-                format!("could not encode the request for {target}: {e}"),
-            )
-        })
+        crate::http::encode_json(&convert::to_native(req, target)?, target)
     }
 
     pub async fn chat(

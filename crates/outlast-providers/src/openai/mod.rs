@@ -108,21 +108,17 @@ impl OpenAi {
     fn encode_chat(&self, req: &ChatRequest, target: &str) -> Result<Vec<u8>, UpstreamError> {
         match self.dialect {
             Dialect::Mistral => {
-                let mut v = serde_json::to_value(req).map_err(|e| encode_error(target, &e))?;
+                let mut v = serde_json::to_value(req).map_err(|e| {
+                    UpstreamError::new(
+                        UpstreamErrorKind::Malformed,
+                        format!("could not encode the request for {target}: {e}"),
+                    )
+                })?;
                 dialect::mistral(&mut v);
-                serde_json::to_vec(&v).map_err(|e| encode_error(target, &e))
+                crate::http::encode_json(&v, target)
             }
-            Dialect::Standard | Dialect::Azure { .. } => Self::encode(req, target),
+            Dialect::Standard | Dialect::Azure { .. } => crate::http::encode_json(req, target),
         }
-    }
-
-    fn encode<T: serde::Serialize>(value: &T, target: &str) -> Result<Vec<u8>, UpstreamError> {
-        serde_json::to_vec(value).map_err(|e| {
-            UpstreamError::new(
-                UpstreamErrorKind::Malformed,
-                format!("could not encode the request for {target}: {e}"),
-            )
-        })
     }
 
     pub async fn chat(
@@ -171,7 +167,7 @@ impl OpenAi {
         limits: AttemptLimits,
     ) -> Result<Reply, UpstreamError> {
         let target = self.label(&req.model);
-        let body = Self::encode(req, &target)?;
+        let body = crate::http::encode_json(req, &target)?;
         let url = self.url("embeddings", &req.model);
         let response = send(self.post(client, &url, body), &limits, &target).await?;
         if !response.status().is_success() {
@@ -181,11 +177,4 @@ impl OpenAi {
         let usage = wire::check_embeddings(&body, &target)?;
         Ok(Reply { body, usage })
     }
-}
-
-fn encode_error(target: &str, e: &serde_json::Error) -> UpstreamError {
-    UpstreamError::new(
-        UpstreamErrorKind::Malformed,
-        format!("could not encode the request for {target}: {e}"),
-    )
 }
